@@ -1,0 +1,4 @@
+using Anomaly.Vision.Training;
+
+TorchRuntime.EnsureAvailable();
+Console.WriteLine("Anomaly.Vision quickstart: TorchSharp runtime loaded.");

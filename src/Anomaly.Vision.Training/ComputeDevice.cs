@@ -1,0 +1,14 @@
+namespace Anomaly.Vision.Training;
+
+/// <summary>Where training and TorchSharp inference run.</summary>
+public enum ComputeDevice
+{
+    /// <summary>CUDA when a CUDA build of TorchSharp is present and sees a GPU, else the CPU.</summary>
+    Auto = 0,
+
+    /// <summary>Always the CPU.</summary>
+    Cpu = 1,
+
+    /// <summary>A CUDA GPU; fails when none can be used.</summary>
+    Cuda = 2,
+}

@@ -1,0 +1,100 @@
+using System.Runtime.InteropServices;
+using TorchSharp;
+
+namespace Anomaly.Vision.Training;
+
+/// <summary>
+/// Loads the TorchSharp native runtime once and turns a failure into an exception that says what is
+/// missing and how to fix it, instead of a bare <see cref="DllNotFoundException"/> or
+/// <see cref="TypeInitializationException"/> at some later call.
+/// </summary>
+public static class TorchRuntime
+{
+    private static readonly Lazy<Exception?> LoadFailure = new(TryLoad, LazyThreadSafetyMode.ExecutionAndPublication);
+
+    /// <summary>Makes sure the native TorchSharp runtime is loaded; call before the first use of <c>torch</c>.</summary>
+    /// <exception cref="TorchRuntimeException">The native runtime cannot be loaded.</exception>
+    public static void EnsureAvailable()
+    {
+        if (LoadFailure.Value is { } failure)
+            throw new TorchRuntimeException(Describe(failure), failure);
+    }
+
+    /// <summary>Resolves a requested device to a TorchSharp device.</summary>
+    /// <param name="requested">The device the user asked for.</param>
+    /// <exception cref="ArgumentException"><paramref name="requested"/> is <see cref="ComputeDevice.Cuda"/> and no CUDA device can be used.</exception>
+    public static torch.Device SelectDevice(ComputeDevice requested)
+    {
+        EnsureAvailable();
+        return requested switch
+        {
+            ComputeDevice.Cpu => torch.CPU,
+            ComputeDevice.Auto => torch.cuda.is_available() ? torch.CUDA : torch.CPU,
+            ComputeDevice.Cuda => torch.cuda.is_available()
+                ? torch.CUDA
+                : throw new ArgumentException(
+                    "CUDA was requested but no CUDA device is usable: build with -p:AnomalyVisionGpu=true " +
+                    "(which references TorchSharp-cuda-linux) on a machine with an NVIDIA driver, or choose ComputeDevice.Cpu.",
+                    nameof(requested)),
+            _ => throw new ArgumentException($"Unknown device {requested}.", nameof(requested)),
+        };
+    }
+
+    private static Exception? TryLoad()
+    {
+        try
+        {
+            torch.InitializeDeviceType(DeviceType.CPU);
+            using var probe = torch.zeros(1);
+            return null;
+        }
+        catch (Exception e)
+        {
+            return e;
+        }
+    }
+
+    private static string Describe(Exception failure)
+    {
+        string details = Flatten(failure);
+        string baseDir = AppContext.BaseDirectory;
+        bool nativePresent = File.Exists(Path.Combine(baseDir, "runtimes", "linux-x64", "native", "libLibTorchSharp.so"))
+            || File.Exists(Path.Combine(baseDir, "libLibTorchSharp.so"))
+            || !OperatingSystem.IsLinux();
+        bool hasLibTorch = Directory.EnumerateFiles(baseDir, "libtorch_cpu.*", SearchOption.AllDirectories).Any()
+            || Directory.EnumerateFiles(baseDir, "torch_cpu.dll", SearchOption.AllDirectories).Any();
+
+        if (details.Contains("GLIBCXX", StringComparison.Ordinal))
+        {
+            return "TorchSharp's native library needs a newer libstdc++ (GLIBCXX_3.4.32) than this system has " +
+                   "(Debian 12 and Ubuntu 22.04 lack it). Import build/TorchSharpGlibcxx.targets from the Anomaly.Vision " +
+                   "repository into the executable's project, which marks that never-used version requirement weak in the " +
+                   "build and publish output, or install libstdc++ from GCC 13 or newer. Loader message: " + details;
+        }
+        if (!hasLibTorch || !nativePresent)
+        {
+            return "The TorchSharp native runtime was not found next to the application. Add a package reference to " +
+                   "TorchSharp-cpu (or libtorch-cpu-linux-x64 / TorchSharp-cuda-linux for GPUs) to the executable project. " +
+                   "Loader message: " + details;
+        }
+        return $"The TorchSharp native runtime could not be loaded on {RuntimeInformation.OSDescription} " +
+               $"({RuntimeInformation.ProcessArchitecture}). Loader message: " + details;
+    }
+
+    private static string Flatten(Exception e)
+    {
+        var parts = new List<string>();
+        for (Exception? x = e; x != null; x = x.InnerException)
+            parts.Add($"{x.GetType().Name}: {x.Message}");
+        return string.Join(" --> ", parts);
+    }
+}
+
+/// <summary>The TorchSharp native runtime cannot be loaded; the message says why and how to fix it.</summary>
+public sealed class TorchRuntimeException : InvalidOperationException
+{
+    /// <summary>Creates the exception.</summary>
+    /// <param name="message">What is wrong and how to fix it.</param>
+    /// <param name="inner">The loader's own exception.</param>
+    public TorchRuntimeException(string message, Exception inner) : base(message, inner) { }
+}

@@ -1,0 +1,1 @@
+namespace Microsoft.ML.Anomaly.Vision; internal static class AssemblyMarker { }
