@@ -1,0 +1,25 @@
+namespace Anomaly.Vision.Training;
+
+/// <summary>Settings of <see cref="DfmTrainer.Fit"/>; the defaults are those of anomalib's DFM.</summary>
+public sealed class DfmTrainingOptions
+{
+    /// <summary>
+    /// Side of the square average-pooling window (stride equal to the side, no padding) applied to the layer
+    /// map before it is flattened into one feature vector per image; 1 turns pooling off. Default 4.
+    /// </summary>
+    public int PoolingKernelSize { get; set; } = 4;
+
+    /// <summary>
+    /// How many principal components to keep. A value in (0, 1] is a share of the training variance: the
+    /// kept count is the first (0-based) index at which the cumulative explained-variance ratio reaches the
+    /// share, exactly as anomalib's PCA computes it, which is one component fewer than the count whose
+    /// variance reaches the share. A value above 1 is a component count (its integer part). Default 0.97.
+    /// </summary>
+    public float VarianceShare { get; set; } = 0.97f;
+
+    /// <summary>The score the model computes. Default <see cref="DfmScoreType.Fre"/>.</summary>
+    public DfmScoreType ScoreType { get; set; } = DfmScoreType.Fre;
+
+    /// <summary>Where the PCA and Gaussian fits run. Default <see cref="ComputeDevice.Auto"/>.</summary>
+    public ComputeDevice Device { get; set; } = ComputeDevice.Auto;
+}
