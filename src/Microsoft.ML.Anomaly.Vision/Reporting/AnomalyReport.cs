@@ -51,21 +51,24 @@ public static class AnomalyReport
         var mask = string.IsNullOrWhiteSpace(maskPath) ? null : ImagePixels.LoadMask(maskPath, height, width);
         var pixels = ComposeOverlay(rgb, map, height, width, mask, mapMin, mapMax);
 
-        using var bitmap = new SKBitmap(new SKImageInfo(width, height, SKColorType.Rgba8888, SKAlphaType.Opaque));
-        var span = bitmap.GetPixelSpan();
+        var rgba = new byte[height * width * 4];
         for (int i = 0; i < height * width; i++)
         {
-            span[(i * 4) + 0] = pixels[(i * 3) + 0];
-            span[(i * 4) + 1] = pixels[(i * 3) + 1];
-            span[(i * 4) + 2] = pixels[(i * 3) + 2];
-            span[(i * 4) + 3] = 255;
+            rgba[(i * 4) + 0] = pixels[(i * 3) + 0];
+            rgba[(i * 4) + 1] = pixels[(i * 3) + 1];
+            rgba[(i * 4) + 2] = pixels[(i * 3) + 2];
+            rgba[(i * 4) + 3] = 255;
         }
-        DrawScore(bitmap, score);
-        SavePng(bitmap, outputPng);
+        var info = new SKImageInfo(width, height, SKColorType.Rgba8888, SKAlphaType.Premul);
+        using var surface = SkiaDrawing.CreateSurface(width, height);
+        using (var image = SKImage.FromPixelCopy(info, rgba, width * 4))
+            surface.Canvas.DrawImage(image, 0, 0);
+        DrawScore(surface.Canvas, width, score);
+        SkiaDrawing.SavePng(surface, outputPng);
     }
 
     /// <summary>
-    /// Writes a ROC-curve PNG with one line per entry (legend: name and AUROC) and the chance diagonal.
+    /// Writes an image-level ROC-curve PNG with one line per entry (legend: name and AUROC) and the chance diagonal.
     /// </summary>
     /// <param name="curves">Per algorithm (legend name): image scores and labels (true = anomalous).</param>
     /// <param name="outputPng">The PNG file to write (its folder is created).</param>
@@ -82,39 +85,24 @@ public static class AnomalyReport
         if (width < 100 || height < 100)
             throw new ArgumentOutOfRangeException(nameof(width), "The plot must be at least 100×100 pixels.");
 
-        var plot = new ScottPlot.Plot();
+        var lines = new List<(string Label, double[] Fpr, double[] Tpr)>();
         foreach (var (name, (scores, labels)) in curves)
         {
-            ArgumentNullException.ThrowIfNull(scores, nameof(curves));
-            ArgumentNullException.ThrowIfNull(labels, nameof(curves));
-            ExactScoreBins bins;
-            double auroc;
-            (double[] Fpr, double[] Tpr) roc;
+            if (scores is null || labels is null)
+                throw new ArgumentException($"ROC curve '{name}' has no scores or labels.", nameof(curves));
             try
             {
-                bins = ExactScoreBins.Create(scores, labels);
-                auroc = AnomalyMetricMath.Auroc(bins.Negatives, bins.Positives, "image");
-                roc = AnomalyMetricMath.RocCurve(bins.Negatives, bins.Positives, "image");
+                var bins = ExactScoreBins.Create(scores, labels);
+                double auroc = AnomalyMetricMath.Auroc(bins.Negatives, bins.Positives, "image");
+                var (fpr, tpr) = AnomalyMetricMath.RocCurve(bins.Negatives, bins.Positives, "image");
+                lines.Add(($"{name} (AUROC {auroc.ToString("F4", CultureInfo.InvariantCulture)})", fpr, tpr));
             }
             catch (ArgumentException e)
             {
                 throw new ArgumentException($"ROC curve '{name}': {e.Message}", nameof(curves), e);
             }
-            var line = plot.Add.Scatter(roc.Fpr, roc.Tpr);
-            line.MarkerSize = 0;
-            line.LineWidth = 2;
-            line.LegendText = $"{name} (AUROC {auroc.ToString("F4", CultureInfo.InvariantCulture)})";
         }
-        var diagonal = plot.Add.Line(0, 0, 1, 1);
-        diagonal.LineColor = ScottPlot.Colors.Gray;
-        diagonal.LinePattern = ScottPlot.LinePattern.Dashed;
-        plot.Axes.SetLimits(0, 1, 0, 1.02);
-        plot.Title("ROC curve (image level)");
-        plot.XLabel("False positive rate");
-        plot.YLabel("True positive rate");
-        plot.ShowLegend(ScottPlot.Alignment.LowerRight);
-        EnsureFolder(outputPng);
-        plot.SavePng(outputPng, width, height);
+        RocPlotRenderer.Write(lines, outputPng, width, height);
     }
 
     /// <summary>
@@ -227,28 +215,18 @@ public static class AnomalyReport
     private static byte Blend(byte image, byte color) =>
         (byte)Math.Round(((1 - MapOpacity) * image) + (MapOpacity * color));
 
-    private static void DrawScore(SKBitmap bitmap, float score)
+    private static void DrawScore(SKCanvas canvas, int width, float score)
     {
         string text = "score " + score.ToString("0.###", CultureInfo.InvariantCulture);
-        float size = Math.Clamp(bitmap.Width / 16f, 9f, 32f);
-        using var canvas = new SKCanvas(bitmap);
-        using var font = new SKFont(SKTypeface.Default, size);
+        float size = Math.Clamp(width / 16f, 9f, 32f);
+        using var font = new SKFont(SkiaDrawing.Font, size);
         using var background = new SKPaint { Color = new SKColor(0, 0, 0, 160), IsAntialias = false };
         using var foreground = new SKPaint { Color = SKColors.White, IsAntialias = true };
-        float textWidth = font.MeasureText(text);
+        float textWidth = SkiaDrawing.Measure(font, text);
         float pad = size / 4;
         canvas.DrawRect(0, 0, textWidth + (2 * pad), size + (2 * pad), background);
-        canvas.DrawText(text, pad, pad + (size * 0.85f), SKTextAlign.Left, font, foreground);
+        canvas.DrawText(text, pad, pad + (size * 0.85f), font, foreground);
         canvas.Flush();
-    }
-
-    private static void SavePng(SKBitmap bitmap, string outputPng)
-    {
-        EnsureFolder(outputPng);
-        using var image = SKImage.FromBitmap(bitmap);
-        using var data = image.Encode(SKEncodedImageFormat.Png, 100);
-        using var stream = File.Create(outputPng);
-        data.SaveTo(stream);
     }
 
     private static void EnsureFolder(string file)
