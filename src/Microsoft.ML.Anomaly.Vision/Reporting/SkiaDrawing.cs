@@ -8,7 +8,7 @@ internal static class SkiaDrawing
     private static readonly Lazy<SKTypeface> Typeface = new(ResolveTypeface);
 
     /// <summary>
-    /// A typeface with glyphs: the platform default, or else the first TrueType font found in the usual font
+    /// A sans-serif typeface when one is installed, else the platform default, or else the first TrueType font found in the usual font
     /// folders (the Linux SkiaSharp build used here does not consult fontconfig).
     /// </summary>
     public static SKTypeface Font => Typeface.Value;
@@ -40,6 +40,12 @@ internal static class SkiaDrawing
 
     private static SKTypeface ResolveTypeface()
     {
+        foreach (string family in new[] { "DejaVu Sans", "Liberation Sans", "Arial", "Helvetica", "Segoe UI" })
+        {
+            var named = SKTypeface.FromFamilyName(family);
+            if (named is not null && named.GlyphCount > 0 && string.Equals(named.FamilyName, family, StringComparison.OrdinalIgnoreCase))
+                return named;
+        }
         var candidate = SKTypeface.Default;
         if (candidate is not null && candidate.GlyphCount > 0)
             return candidate;

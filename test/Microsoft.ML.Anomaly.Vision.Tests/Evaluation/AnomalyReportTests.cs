@@ -42,7 +42,6 @@ public sealed class AnomalyReportTests
         }
         finally
         {
-            if (Environment.GetEnvironmentVariable("AV_KEEP") is string keep) { foreach (var f in Directory.GetFiles(folder, "*.png", SearchOption.AllDirectories)) File.Copy(f, Path.Combine(keep, Path.GetFileName(f)), true); }
             Directory.Delete(folder, true);
         }
     }
@@ -105,7 +104,6 @@ public sealed class AnomalyReportTests
         }
         finally
         {
-            if (Environment.GetEnvironmentVariable("AV_KEEP") is string keep) { foreach (var f in Directory.GetFiles(folder, "*.png", SearchOption.AllDirectories)) File.Copy(f, Path.Combine(keep, Path.GetFileName(f)), true); }
             Directory.Delete(folder, true);
         }
     }
