@@ -48,7 +48,9 @@ public sealed class ImageAnomalyMetrics
     /// Area under the per-region-overlap (PRO) curve up to a false positive rate of 0.3, divided by 0.3.
     /// Each mask is split into 8-connected regions per image. For each threshold, x is the false positive rate
     /// over all good pixels and y the mean over all regions of the fraction of the region's pixels at or above
-    /// the threshold; the curve starts at (0, 0) and is cut at 0.3 by linear interpolation. Null without maps and masks.
+    /// the threshold; the curve starts at (0, 0) and is cut at 0.3 by linear interpolation. This is the curve that
+    /// anomalib's AUPRO approximates by resampling per-region ROC curves onto a common grid; here it is evaluated
+    /// at every histogram threshold directly. Null without maps and masks.
     /// </summary>
     public double? Aupro { get; init; }
 

@@ -31,6 +31,20 @@ internal static class EvaluationTestImages
         return path;
     }
 
+    /// <summary>Writes an 8-bit grayscale PNG (as MVTec AD ground-truth masks are stored).</summary>
+    public static string WriteGrayPng(string path, int height, int width, Func<int, int, byte> value)
+    {
+        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
+        var pixels = new byte[height * width];
+        for (int y = 0; y < height; y++)
+            for (int x = 0; x < width; x++)
+                pixels[(y * width) + x] = value(y, x);
+        using var image = SKImage.FromPixelCopy(new SKImageInfo(width, height, SKColorType.Gray8, SKAlphaType.Opaque), pixels, width);
+        using var data = image.Encode(SKEncodedImageFormat.Png, 100);
+        File.WriteAllBytes(path, data.ToArray());
+        return path;
+    }
+
     public static SKBitmap ReadPng(string path) =>
         SKBitmap.Decode(path) ?? throw new InvalidDataException($"'{path}' is not a readable image.");
 }
