@@ -1,0 +1,91 @@
+using Microsoft.ML.Data;
+
+namespace Microsoft.ML.Anomaly.Vision.Evaluation;
+
+/// <summary>Reading images and masks as plain pixel arrays, with nearest / bilinear resizing.</summary>
+internal static class ImagePixels
+{
+    /// <summary>Loads an image file as row-major RGB bytes (3 per pixel). Errors name the path.</summary>
+    public static byte[] LoadRgb(string path, out int height, out int width)
+    {
+        if (!File.Exists(path))
+            throw new FileNotFoundException($"Image file '{path}' does not exist.", path);
+        MLImage image;
+        try
+        {
+            image = MLImage.CreateFromFile(path);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            throw new InvalidDataException($"Image file '{path}' could not be decoded: {e.Message}", e);
+        }
+        using (image)
+        {
+            height = image.Height;
+            width = image.Width;
+            var pixels = image.Pixels;
+            int bpp = image.BitsPerPixel / 8;
+            if (bpp < 3)
+                throw new InvalidDataException($"Image file '{path}' has an unsupported pixel layout ({image.BitsPerPixel} bits per pixel).");
+            bool bgr = image.PixelFormat == MLPixelFormat.Bgra32;
+            var rgb = new byte[height * width * 3];
+            for (int i = 0, o = 0; i < height * width; i++, o += 3)
+            {
+                int s = i * bpp;
+                rgb[o] = pixels[s + (bgr ? 2 : 0)];
+                rgb[o + 1] = pixels[s + 1];
+                rgb[o + 2] = pixels[s + (bgr ? 0 : 2)];
+            }
+            return rgb;
+        }
+    }
+
+    /// <summary>
+    /// Loads a ground-truth mask, resized by nearest neighbour to <paramref name="height"/>×<paramref name="width"/>;
+    /// a pixel is anomalous when any colour channel is above 0.
+    /// </summary>
+    public static bool[] LoadMask(string path, int height, int width)
+    {
+        var rgb = LoadRgb(path, out int h, out int w);
+        var mask = new bool[height * width];
+        for (int y = 0; y < height; y++)
+        {
+            int sy = Math.Min(h - 1, (int)((long)y * h / height));
+            for (int x = 0; x < width; x++)
+            {
+                int sx = Math.Min(w - 1, (int)((long)x * w / width));
+                int s = ((sy * w) + sx) * 3;
+                mask[(y * width) + x] = rgb[s] > 0 || rgb[s + 1] > 0 || rgb[s + 2] > 0;
+            }
+        }
+        return mask;
+    }
+
+    /// <summary>Bilinear resize of RGB bytes (half-pixel centres, edge clamped).</summary>
+    public static byte[] ResizeRgb(byte[] rgb, int height, int width, int outHeight, int outWidth)
+    {
+        if (height == outHeight && width == outWidth)
+            return rgb;
+        var result = new byte[outHeight * outWidth * 3];
+        double sy = (double)height / outHeight, sx = (double)width / outWidth;
+        for (int y = 0; y < outHeight; y++)
+        {
+            double fy = Math.Clamp(((y + 0.5) * sy) - 0.5, 0, height - 1);
+            int y0 = (int)fy, y1 = Math.Min(y0 + 1, height - 1);
+            double wy = fy - y0;
+            for (int x = 0; x < outWidth; x++)
+            {
+                double fx = Math.Clamp(((x + 0.5) * sx) - 0.5, 0, width - 1);
+                int x0 = (int)fx, x1 = Math.Min(x0 + 1, width - 1);
+                double wx = fx - x0;
+                for (int c = 0; c < 3; c++)
+                {
+                    double top = (rgb[(((y0 * width) + x0) * 3) + c] * (1 - wx)) + (rgb[(((y0 * width) + x1) * 3) + c] * wx);
+                    double bottom = (rgb[(((y1 * width) + x0) * 3) + c] * (1 - wx)) + (rgb[(((y1 * width) + x1) * 3) + c] * wx);
+                    result[(((y * outWidth) + x) * 3) + c] = (byte)Math.Clamp(Math.Round((top * (1 - wy)) + (bottom * wy)), 0, 255);
+                }
+            }
+        }
+        return result;
+    }
+}
