@@ -108,8 +108,8 @@ public sealed class ResNetBackbonesTests
         byte[] a = ResNetBackbones.CreateUntrainedResNet18(seed: 5);
         byte[] b = ResNetBackbones.CreateUntrainedResNet18(seed: 5);
         byte[] c = ResNetBackbones.CreateUntrainedResNet18(seed: 6);
-        CollectionAssert.AreEqual(a, b);
-        CollectionAssert.AreNotEqual(a, c);
+        Assert.IsTrue(a.AsSpan().SequenceEqual(b), "same seed, different bytes");
+        Assert.IsFalse(a.AsSpan().SequenceEqual(c), "different seeds, same bytes");
 
         ModelProto model = BackboneTestModels.Parse(a);
         Assert.IsTrue(model.MetadataProps.Any(p => p.Key == "anomaly_vision.untrained" && p.Value == "true"));
