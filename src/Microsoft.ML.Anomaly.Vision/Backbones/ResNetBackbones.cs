@@ -65,20 +65,17 @@ public static class ResNetBackbones
     internal static IReadOnlyList<(string Key, long[] Shape)> ParameterShapes(ResNetArchitecture architecture)
     {
         var list = new List<(string, long[])>();
-        Build(architecture, (key, shape, _) =>
-        {
-            list.Add((key, shape));
-            return null;
-        }, untrainedSeed: null, writeModel: false);
+        Build(architecture, (key, shape, _, _) => list.Add((key, shape)), untrainedSeed: null, writeModel: false);
         return list;
     }
 
-    /// <summary>Supplies one parameter: its torchvision key, shape and kind; returns row-major values (or null when only shapes are wanted).</summary>
-    private delegate float[]? WeightSource(string key, long[] shape, ParameterKind kind);
+    /// <summary>Supplies one parameter: fills <paramref name="destination"/> (row-major, empty when only shapes are wanted)
+    /// with the values of the parameter of the given torchvision key, shape and kind.</summary>
+    private delegate void WeightSource(string key, long[] shape, ParameterKind kind, Span<float> destination);
 
     private enum ParameterKind { ConvWeight, BatchNormWeight, BatchNormBias, RunningMean, RunningVar }
 
-    private static WeightSource FromStateDict(IReadOnlyDictionary<string, float[]> stateDict) => (key, shape, _) =>
+    private static WeightSource FromStateDict(IReadOnlyDictionary<string, float[]> stateDict) => (key, shape, _, destination) =>
     {
         long expected = shape.Aggregate(1L, (a, b) => a * b);
         if (!stateDict.TryGetValue(key, out var values) || values is null)
@@ -92,26 +89,26 @@ public static class ResNetBackbones
                 $"Parameter '{key}' has {values.Length} values; expected shape [{string.Join(", ", shape)}] = {expected} values.",
                 "torchvisionStateDict");
         }
-        return values;
+        values.CopyTo(destination);
     };
 
-    private static WeightSource Random(int seed) => (key, shape, kind) =>
+    private static WeightSource Random(int seed) => (key, shape, kind, destination) =>
     {
-        long count = shape.Aggregate(1L, (a, b) => a * b);
-        var values = new float[count];
         switch (kind)
         {
             case ParameterKind.ConvWeight:
                 // Kaiming normal, fan_out mode, ReLU gain: std = sqrt(2 / (out_channels · kh · kw)).
                 long fanOut = shape[0] * shape[2] * shape[3];
-                SeededNormal.Fill(values, seed, key, MathF.Sqrt(2f / fanOut));
+                SeededNormal.Fill(destination, seed, key, MathF.Sqrt(2f / fanOut));
                 break;
             case ParameterKind.BatchNormWeight:
             case ParameterKind.RunningVar:
-                values.AsSpan().Fill(1f);
+                destination.Fill(1f);
+                break;
+            default:
+                destination.Clear();
                 break;
         }
-        return values;
     };
 
     private static byte[] Build(ResNetArchitecture architecture, WeightSource weights, int? untrainedSeed) =>
@@ -119,7 +116,7 @@ public static class ResNetBackbones
 
     private static byte[]? Build(ResNetArchitecture architecture, WeightSource weights, int? untrainedSeed, bool writeModel)
     {
-        var g = new GraphBuilder(weights);
+        var g = new GraphBuilder(weights, writeModel);
         bool bottleneck = architecture == ResNetArchitecture.WideResNet50_2;
         int[] blocks = bottleneck ? new[] { 3, 4, 6, 3 } : new[] { 2, 2, 2, 2 };
         int expansion = bottleneck ? 4 : 1;
@@ -228,8 +225,13 @@ public static class ResNetBackbones
     private sealed class GraphBuilder
     {
         private readonly WeightSource _weights;
+        private readonly bool _writeValues;
 
-        public GraphBuilder(WeightSource weights) => _weights = weights;
+        public GraphBuilder(WeightSource weights, bool writeValues)
+        {
+            _weights = weights;
+            _writeValues = writeValues;
+        }
 
         public GraphProto Graph { get; } = new();
 
@@ -285,18 +287,21 @@ public static class ResNetBackbones
 
         private string Initializer(string key, long[] shape, ParameterKind kind)
         {
-            float[]? values = _weights(key, shape, kind);
-            if (values is null)
+            if (!_writeValues)
+            {
+                _weights(key, shape, kind, Span<float>.Empty);
                 return key;
-            var tensor = new TensorProto { Name = key, DataType = (int)TensorProto.Types.DataType.Float };
-            tensor.Dims.AddRange(shape);
-            byte[] raw = new byte[values.Length * sizeof(float)];
-            MemoryMarshal.AsBytes(values.AsSpan()).CopyTo(raw);
+            }
+            long count = shape.Aggregate(1L, (a, b) => a * b);
+            byte[] raw = new byte[count * sizeof(float)];
+            _weights(key, shape, kind, MemoryMarshal.Cast<byte, float>(raw.AsSpan()));
             if (!BitConverter.IsLittleEndian)
             {
                 for (int i = 0; i < raw.Length; i += 4)
                     Array.Reverse(raw, i, 4);
             }
+            var tensor = new TensorProto { Name = key, DataType = (int)TensorProto.Types.DataType.Float };
+            tensor.Dims.AddRange(shape);
             tensor.RawData = UnsafeByteOperations.UnsafeWrap(raw);
             Graph.Initializer.Add(tensor);
             return key;
@@ -332,7 +337,7 @@ internal static class SeededNormal
 {
     private const int ChunkSize = 1 << 16;
 
-    public static void Fill(float[] destination, int seed, string key, float std)
+    public static void Fill(Span<float> destination, int seed, string key, float std)
     {
         ulong keyHash = 14695981039346656037UL;          // FNV-1a over the UTF-16 key
         foreach (char c in key)
@@ -341,28 +346,43 @@ internal static class SeededNormal
             keyHash *= 1099511628211UL;
         }
         ulong baseState = SplitMix((ulong)(uint)seed ^ SplitMix(keyHash));
-        int chunks = (destination.Length + ChunkSize - 1) / ChunkSize;
-        void FillChunk(int chunk)
+        int length = destination.Length;
+        int chunks = (length + ChunkSize - 1) / ChunkSize;
+        if (chunks == 1)
         {
-            var rng = new Xoshiro256(baseState + (ulong)chunk * 0x9E3779B97F4A7C15UL);
-            int start = chunk * ChunkSize;
-            int end = Math.Min(destination.Length, start + ChunkSize);
-            for (int i = start; i < end; i += 2)
+            FillChunk(destination, baseState, 0, std);
+            return;
+        }
+        unsafe
+        {
+            fixed (float* pointer = destination)
             {
-                // Box–Muller: two independent standard normals from two uniforms in (0, 1].
-                double u1 = 1.0 - rng.NextDouble();
-                double u2 = rng.NextDouble();
-                double r = Math.Sqrt(-2.0 * Math.Log(u1));
-                var (sin, cos) = Math.SinCos(2.0 * Math.PI * u2);
-                destination[i] = (float)(r * cos) * std;
-                if (i + 1 < end)
-                    destination[i + 1] = (float)(r * sin) * std;
+                nint address = (nint)pointer;
+                Parallel.For(0, chunks, chunk =>
+                {
+                    int start = chunk * ChunkSize;
+                    var part = new Span<float>((float*)address + start, Math.Min(ChunkSize, length - start));
+                    FillChunk(part, baseState, chunk, std);
+                });
             }
         }
-        if (chunks == 1)
-            FillChunk(0);
-        else
-            Parallel.For(0, chunks, FillChunk);
+    }
+
+    private static void FillChunk(Span<float> destination, ulong baseState, int chunk, float std)
+    {
+        var rng = new Xoshiro256(baseState + (ulong)chunk * 0x9E3779B97F4A7C15UL);
+        for (int i = 0; i < destination.Length; i += 2)
+        {
+            // Box–Muller: two independent standard normals from two uniforms, u1 in (0, 1].
+            ulong bits = rng.Next();
+            float u1 = ((bits >> 40) + 1) * (1f / (1 << 24));
+            float u2 = ((bits >> 16) & 0xFFFFFF) * (1f / (1 << 24));
+            float r = MathF.Sqrt(-2f * MathF.Log(u1)) * std;
+            var (sin, cos) = MathF.SinCos(2f * MathF.PI * u2);
+            destination[i] = r * cos;
+            if (i + 1 < destination.Length)
+                destination[i + 1] = r * sin;
+        }
     }
 
     internal static ulong SplitMix(ulong x)
@@ -386,9 +406,7 @@ internal static class SeededNormal
             _s3 = SplitMix(_s2);
         }
 
-        public double NextDouble() => (Next() >> 11) * (1.0 / (1UL << 53));
-
-        private ulong Next()
+        public ulong Next()
         {
             ulong result = ulong.RotateLeft(_s1 * 5, 7) * 9;
             ulong t = _s1 << 17;
