@@ -1,0 +1,203 @@
+using Microsoft.ML.Data;
+
+namespace Microsoft.ML.Anomaly.Vision;
+
+/// <summary>
+/// Turns images into the normalized planar tensors the detectors' backbones take: RGB channel order,
+/// values scaled to [0, 1], then standardised with the ImageNet mean (0.485, 0.456, 0.406) and standard
+/// deviation (0.229, 0.224, 0.225), in channel × height × width layout.
+/// </summary>
+/// <remarks>
+/// Resizing follows torchvision's <c>Resize(size, antialias=True)</c> on a float tensor: separable linear
+/// interpolation with pixel centres at half-integer positions (align_corners=False, edge pixels repeated);
+/// when shrinking, the triangle filter is widened by the scale factor so every source pixel contributes
+/// (the anti-aliasing PIL also uses). The horizontal pass runs first, in single precision on values that
+/// are not rounded back to bytes. <see cref="MLImage"/> always holds four bytes per pixel: grey images
+/// arrive with three equal colour channels, and the alpha byte is ignored (images decoded from files with
+/// transparency hold colours premultiplied by alpha, as the decoder delivers them).
+/// </remarks>
+internal static class ImageTensorConverter
+{
+    /// <summary>Per-channel mean (R, G, B) subtracted after scaling to [0, 1].</summary>
+    public static ReadOnlySpan<float> Mean => [0.485f, 0.456f, 0.406f];
+
+    /// <summary>Per-channel standard deviation (R, G, B) divided by after subtracting the mean.</summary>
+    public static ReadOnlySpan<float> StandardDeviation => [0.229f, 0.224f, 0.225f];
+
+    /// <summary>
+    /// Resizes <paramref name="image"/> to <paramref name="height"/> × <paramref name="width"/> and writes
+    /// it normalized as 3 × height × width floats (R plane, G plane, B plane) to the start of
+    /// <paramref name="destination"/>.
+    /// </summary>
+    /// <param name="image">The image; its pixel format must be BGRA32 or RGBA32.</param>
+    /// <param name="height">Output height in pixels (positive).</param>
+    /// <param name="width">Output width in pixels (positive).</param>
+    /// <param name="destination">At least 3 × height × width floats.</param>
+    public static void ToNormalizedChw(MLImage image, int height, int width, Span<float> destination)
+    {
+        ArgumentNullException.ThrowIfNull(image);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(height);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(width);
+        long needed = 3L * height * width;
+        if (destination.Length < needed)
+            throw new ArgumentException($"The destination holds {destination.Length} floats but a 3×{height}×{width} image needs {needed}.", nameof(destination));
+
+        (int r, int g, int b) = image.PixelFormat switch
+        {
+            MLPixelFormat.Bgra32 => (2, 1, 0),
+            MLPixelFormat.Rgba32 => (0, 1, 2),
+            var other => throw new ArgumentException($"Images with pixel format {other} are not supported; BGRA32 or RGBA32 is required.", nameof(image)),
+        };
+
+        int inHeight = image.Height, inWidth = image.Width;
+        ReadOnlySpan<byte> pixels = image.Pixels;
+        int stride = pixels.Length / inHeight;
+        if (stride < 4 * inWidth)
+            throw new ArgumentException($"The image's pixel buffer ({pixels.Length} bytes) is too small for {inWidth}×{inHeight} four-byte pixels.", nameof(image));
+
+        int plane = height * width;
+        Span<int> channelOffsets = [r, g, b];
+        ReadOnlySpan<float> mean = Mean, std = StandardDeviation;
+
+        if (inHeight == height && inWidth == width)
+        {
+            for (int c = 0; c < 3; c++)
+            {
+                Span<float> dst = destination.Slice(c * plane, plane);
+                float scale = 1f / (255f * std[c]), shift = mean[c] / std[c];
+                int offset = channelOffsets[c];
+                for (int y = 0; y < height; y++)
+                {
+                    ReadOnlySpan<byte> row = pixels.Slice(y * stride, 4 * width);
+                    for (int x = 0; x < width; x++)
+                        dst[y * width + x] = row[4 * x + offset] * scale - shift;
+                }
+            }
+            return;
+        }
+
+        ResampleWeights horizontal = ResampleWeights.Create(inWidth, width);
+        ResampleWeights vertical = ResampleWeights.Create(inHeight, height);
+
+        // Horizontal pass: input rows (all of them) × output columns, per channel, in [0, 1].
+        float[] rows = new float[3 * inHeight * width];
+        for (int c = 0; c < 3; c++)
+        {
+            int offset = channelOffsets[c];
+            for (int y = 0; y < inHeight; y++)
+            {
+                ReadOnlySpan<byte> row = pixels.Slice(y * stride, 4 * inWidth);
+                Span<float> dst = rows.AsSpan((c * inHeight + y) * width, width);
+                for (int x = 0; x < width; x++)
+                {
+                    int start = horizontal.Starts[x];
+                    ReadOnlySpan<float> weights = horizontal.WeightsOf(x);
+                    float sum = 0f;
+                    for (int k = 0; k < weights.Length; k++)
+                        sum += weights[k] * row[4 * (start + k) + offset];
+                    dst[x] = sum * (1f / 255f);
+                }
+            }
+        }
+
+        // Vertical pass and normalization.
+        for (int c = 0; c < 3; c++)
+        {
+            float invStd = 1f / std[c], m = mean[c];
+            Span<float> dst = destination.Slice(c * plane, plane);
+            for (int y = 0; y < height; y++)
+            {
+                int start = vertical.Starts[y];
+                ReadOnlySpan<float> weights = vertical.WeightsOf(y);
+                Span<float> outRow = dst.Slice(y * width, width);
+                outRow.Clear();
+                for (int k = 0; k < weights.Length; k++)
+                {
+                    float w = weights[k];
+                    ReadOnlySpan<float> inRow = rows.AsSpan((c * inHeight + start + k) * width, width);
+                    for (int x = 0; x < width; x++)
+                        outRow[x] += w * inRow[x];
+                }
+                for (int x = 0; x < width; x++)
+                    outRow[x] = (outRow[x] - m) * invStd;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Decodes an image file.
+    /// </summary>
+    /// <param name="path">Path of a PNG, JPEG, BMP, GIF or WebP file.</param>
+    /// <returns>The decoded image; the caller disposes it.</returns>
+    /// <exception cref="ArgumentException">The path is null or empty.</exception>
+    /// <exception cref="FileNotFoundException">No file exists at the path.</exception>
+    /// <exception cref="InvalidDataException">The file could not be decoded as an image.</exception>
+    public static MLImage LoadImage(string path)
+    {
+        if (string.IsNullOrEmpty(path))
+            throw new ArgumentException("The image path is null or empty.", nameof(path));
+        if (!File.Exists(path))
+            throw new FileNotFoundException($"Image file '{path}' does not exist.", path);
+        try
+        {
+            return MLImage.CreateFromFile(path);
+        }
+        catch (Exception ex) when (ex is ArgumentException or InvalidOperationException or IOException)
+        {
+            throw new InvalidDataException($"Image file '{path}' could not be decoded as an image (corrupt file or unsupported format).", ex);
+        }
+    }
+
+    /// <summary>Per output pixel: the first source pixel and the normalized filter weights (torchvision's anti-aliased linear filter).</summary>
+    private sealed class ResampleWeights
+    {
+        private readonly float[] _weights;
+        private readonly int _taps;
+
+        private ResampleWeights(int[] starts, int[] counts, float[] weights, int taps)
+        {
+            Starts = starts;
+            Counts = counts;
+            _weights = weights;
+            _taps = taps;
+        }
+
+        public int[] Starts { get; }
+
+        public int[] Counts { get; }
+
+        public ReadOnlySpan<float> WeightsOf(int i) => _weights.AsSpan(i * _taps, Counts[i]);
+
+        public static ResampleWeights Create(int inSize, int outSize)
+        {
+            double scale = (double)inSize / outSize;
+            // Triangle filter of radius 1, widened by the scale factor when shrinking.
+            double support = scale >= 1.0 ? scale : 1.0;
+            double invScale = scale >= 1.0 ? 1.0 / scale : 1.0;
+            int taps = (int)Math.Ceiling(support) * 2 + 1;
+            var starts = new int[outSize];
+            var counts = new int[outSize];
+            var weights = new float[outSize * taps];
+            Span<double> raw = stackalloc double[taps];
+            for (int i = 0; i < outSize; i++)
+            {
+                double center = scale * (i + 0.5);
+                int min = Math.Max((int)(center - support + 0.5), 0);
+                int max = Math.Min((int)(center + support + 0.5), inSize);
+                int count = Math.Min(max - min, taps);
+                double total = 0;
+                for (int k = 0; k < count; k++)
+                {
+                    double t = Math.Abs((min + k - center + 0.5) * invScale);
+                    raw[k] = t < 1.0 ? 1.0 - t : 0.0;
+                    total += raw[k];
+                }
+                for (int k = 0; k < count; k++)
+                    weights[i * taps + k] = total > 0 ? (float)(raw[k] / total) : 0f;
+                starts[i] = min;
+                counts[i] = count;
+            }
+            return new ResampleWeights(starts, counts, weights, taps);
+        }
+    }
+}

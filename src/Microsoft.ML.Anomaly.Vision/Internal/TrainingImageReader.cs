@@ -1,0 +1,61 @@
+namespace Microsoft.ML.Anomaly.Vision.Internal;
+
+/// <summary>
+/// Reads the training images of an <see cref="IDataView"/> in batches of normalized CHW tensors.
+/// </summary>
+internal static class TrainingImageReader
+{
+    /// <summary>
+    /// Reads every row's image from <paramref name="column"/> (MLImage or text path), resized to
+    /// <paramref name="height"/> × <paramref name="width"/> and normalized (<see cref="ImageTensorConverter"/>).
+    /// </summary>
+    /// <param name="data">The training data.</param>
+    /// <param name="column">Name of the image column.</param>
+    /// <param name="height">Image height the detector takes.</param>
+    /// <param name="width">Image width the detector takes.</param>
+    /// <param name="batchSize">Images per batch (positive).</param>
+    /// <returns>
+    /// Batches in data order; each array is new and holds exactly <c>count</c> × 3 × height × width floats
+    /// (the last batch may be smaller than <paramref name="batchSize"/>).
+    /// </returns>
+    /// <exception cref="ArgumentOutOfRangeException">The column is missing or has the wrong type (thrown at the call).</exception>
+    /// <exception cref="ArgumentException">The data has no rows (thrown when enumerated).</exception>
+    /// <exception cref="InvalidDataException">A row has no image or an unreadable image file (names the row and path).</exception>
+    public static IEnumerable<(float[] Images, int Count)> ReadBatches(IDataView data, string column, int height, int width, int batchSize)
+    {
+        ArgumentNullException.ThrowIfNull(data);
+        ArgumentException.ThrowIfNullOrEmpty(column);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(height);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(width);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(batchSize);
+        DataViewSchema.Column imageColumn = ImageColumnReader.Find(data.Schema, column, nameof(data));
+        return Read(data, imageColumn, height, width, batchSize);
+    }
+
+    private static IEnumerable<(float[] Images, int Count)> Read(IDataView data, DataViewSchema.Column column, int height, int width, int batchSize)
+    {
+        int imageSize = 3 * height * width;
+        using DataViewRowCursor cursor = data.GetRowCursor([column]);
+        var reader = new ImageColumnReader(cursor, column);
+        float[] batch = new float[batchSize * imageSize];
+        int count = 0;
+        long total = 0;
+        while (cursor.MoveNext())
+        {
+            reader.Read(batch.AsSpan(count * imageSize, imageSize), height, width);
+            count++;
+            total++;
+            if (count == batchSize)
+            {
+                yield return (batch, count);
+                batch = new float[batchSize * imageSize];
+                count = 0;
+            }
+        }
+
+        if (total == 0)
+            throw new ArgumentException($"The training data has no rows: at least one image in column '{column.Name}' is needed.", nameof(data));
+        if (count > 0)
+            yield return (batch.AsSpan(0, count * imageSize).ToArray(), count);
+    }
+}
