@@ -54,25 +54,51 @@ internal struct DeterministicRandom
         ulong h = seed ^ ((ulong)(uint)x * 0x9E3779B97F4A7C15UL) ^ ((ulong)(uint)y * 0xC2B2AE3D27D4EB4FUL);
         return (Mix(h) >> 11) * (1.0 / 9007199254740992.0);
     }
+}
 
-    /// <summary>Smooth value noise in [0, 1): bilinear interpolation (smoothstep weights) of lattice hashes.</summary>
-    public static double ValueNoise(double x, double y, ulong seed)
+/// <summary>
+/// Smooth value noise in [0, 1) over a square pixel grid: lattice hashes every <c>scale</c> pixels, interpolated
+/// bilinearly with smoothstep weights. Small: it keeps the lattice and the per-axis weights only.
+/// </summary>
+internal sealed class ValueNoise
+{
+    private readonly double[] _lattice;
+    private readonly int _cells;
+    private readonly int[] _cell;
+    private readonly double[] _weight;
+
+    public ValueNoise(int size, double scale, ulong seed)
     {
-        double fx0 = Math.Floor(x);
-        double fy0 = Math.Floor(y);
-        int ix = (int)fx0;
-        int iy = (int)fy0;
-        double tx = x - fx0;
-        double ty = y - fy0;
-        tx = tx * tx * (3 - (2 * tx));
-        ty = ty * ty * (3 - (2 * ty));
-        double a = Hash01(ix, iy, seed);
-        double b = Hash01(ix + 1, iy, seed);
-        double c = Hash01(ix, iy + 1, seed);
-        double d = Hash01(ix + 1, iy + 1, seed);
-        double top = a + ((b - a) * tx);
-        double bottom = c + ((d - c) * tx);
-        return top + ((bottom - top) * ty);
+        _cells = (int)Math.Floor((size - 1) / scale) + 2;
+        _lattice = new double[_cells * _cells];
+        for (int j = 0; j < _cells; j++)
+        {
+            for (int i = 0; i < _cells; i++)
+            {
+                _lattice[(j * _cells) + i] = DeterministicRandom.Hash01(i, j, seed);
+            }
+        }
+
+        _cell = new int[size];
+        _weight = new double[size];
+        for (int k = 0; k < size; k++)
+        {
+            double u = k / scale;
+            double f = Math.Floor(u);
+            double t = u - f;
+            _cell[k] = (int)f;
+            _weight[k] = t * t * (3 - (2 * t));
+        }
+    }
+
+    /// <summary>The noise at pixel (x, y).</summary>
+    public double At(int x, int y)
+    {
+        int i = (_cell[y] * _cells) + _cell[x];
+        double tx = _weight[x];
+        double top = _lattice[i] + ((_lattice[i + 1] - _lattice[i]) * tx);
+        double bottom = _lattice[i + _cells] + ((_lattice[i + _cells + 1] - _lattice[i + _cells]) * tx);
+        return top + ((bottom - top) * _weight[y]);
     }
 }
 

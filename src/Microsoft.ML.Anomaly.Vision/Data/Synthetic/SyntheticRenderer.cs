@@ -63,12 +63,7 @@ internal static class SyntheticRenderer
             _ => throw new ArgumentException($"Unknown synthetic category '{category}'.", nameof(category)),
         };
 
-        byte[] rgb = new byte[size * size * 3];
-        for (int i = 0; i < rgb.Length; i++)
-        {
-            rgb[i] = Quantize(scene.Colour[i]);
-        }
-
+        byte[] rgb = scene.Rgb;
         if (!withDefect || defectType == MvtecAd.GoodType)
         {
             return new SyntheticSample(size, rgb, null);
@@ -86,47 +81,48 @@ internal static class SyntheticRenderer
     /// <summary>u^1.5: skews a uniform draw towards small values (faint, hard defects) without platform maths.</summary>
     private static double Skewed(double u) => u * Math.Sqrt(u);
 
+    /// <summary>A rounded thread cross-section: 0 at f = 0 and f = 1, 1 at f = 0.5 (a smoothed parabola).</summary>
+    private static double Bump(double f)
+    {
+        double p = 4 * f * (1 - f);
+        return p * (2 - p);
+    }
+
     private static double Lerp(double a, double b, double t) => a + ((b - a) * t);
 
     /// <summary>A defect-free rendering and what defects need to know about it.</summary>
     private sealed class Scene
     {
-        public Scene(int size, double[] colour) { Size = size; Colour = colour; }
+        public Scene(int size, byte[] rgb, Washer? washer)
+        {
+            Size = size;
+            Rgb = rgb;
+            Object = washer;
+        }
 
         public int Size { get; }
 
-        /// <summary>Size × Size × 3 colour values, 0..255, before rounding.</summary>
-        public double[] Colour { get; }
+        /// <summary>Size × Size × 3 bytes, the defect-free image.</summary>
+        public byte[] Rgb { get; }
 
-        /// <summary>Object coverage per pixel (1 = fully object); null for textures (everything is object).</summary>
-        public double[]? Coverage { get; init; }
-
-        /// <summary>The background behind the object, Size × Size × 3; null for textures.</summary>
-        public double[]? Background { get; init; }
-
-        public double CentreX { get; init; }
-
-        public double CentreY { get; init; }
-
-        public double OuterRadius { get; init; }
-
-        public double InnerRadius { get; init; }
+        /// <summary>The object's geometry and background; null for textures.</summary>
+        public Washer? Object { get; }
 
         /// <summary>True where a surface defect may lie: on textures everywhere, on objects only where the object fully covers the pixel.</summary>
-        public bool OnSurface(int pixel) => Coverage is null || Coverage[pixel] >= 1.0;
+        public bool OnSurface(int x, int y) => Object is null || Object.Coverage(x, y) >= 1.0;
 
         /// <summary>Draws a point on the surface for a defect to start from.</summary>
         public (double X, double Y) PickPoint(ref DeterministicRandom rng)
         {
-            if (Coverage is null)
+            if (Object is not { } w)
             {
                 return (rng.Uniform(0.1, 0.9) * Size, rng.Uniform(0.1, 0.9) * Size);
             }
 
             double angle = rng.Uniform(0, 2 * Math.PI);
-            double band = OuterRadius - InnerRadius;
-            double radius = rng.Uniform(InnerRadius + (0.15 * band), OuterRadius - (0.15 * band));
-            return (CentreX + (radius * DeterministicMath.Cos(angle)), CentreY + (radius * DeterministicMath.Sin(angle)));
+            double band = w.OuterRadius - w.InnerRadius;
+            double radius = rng.Uniform(w.InnerRadius + (0.15 * band), w.OuterRadius - (0.15 * band));
+            return (w.CentreX + (radius * DeterministicMath.Cos(angle)), w.CentreY + (radius * DeterministicMath.Sin(angle)));
         }
     }
 
@@ -145,11 +141,10 @@ internal static class SyntheticRenderer
         double[] weft = { 174 * brightness, 154 * brightness, 120 * brightness };
         ulong warpSeed = rng.NextUInt64();
         ulong weftSeed = rng.NextUInt64();
-        ulong lightSeed = rng.NextUInt64();
+        var light = new ValueNoise(size, size / 3.0, rng.NextUInt64());
         ulong grainSeed = rng.NextUInt64();
-        double lightScale = size / 3.0;
 
-        var colour = new double[size * size * 3];
+        var rgb = new byte[size * size * 3];
         for (int y = 0; y < size; y++)
         {
             for (int x = 0; x < size; x++)
@@ -167,98 +162,123 @@ internal static class SyntheticRenderer
                 double along = warpOnTop ? fv : fu;
                 double[] thread = warpOnTop ? warp : weft;
                 double variation = warpOnTop ? DeterministicRandom.Hash01(i, 0, warpSeed) : DeterministicRandom.Hash01(0, j, weftSeed);
-                double profile = DeterministicMath.Sin(Math.PI * across);
-                double arch = DeterministicMath.Sin(Math.PI * along);
-                double shade = (0.45 + (0.55 * profile * (0.75 + (0.25 * arch)))) * (0.95 + (0.1 * variation));
-                double light = 0.92 + (0.16 * DeterministicRandom.ValueNoise(x / lightScale, y / lightScale, lightSeed));
+                double shade = (0.45 + (0.55 * Bump(across) * (0.75 + (0.25 * Bump(along))))) * (0.95 + (0.1 * variation))
+                    * (0.92 + (0.16 * light.At(x, y)));
                 double grain = (DeterministicRandom.Hash01(x, y, grainSeed) - 0.5) * 8;
                 int p = ((y * size) + x) * 3;
-                for (int c = 0; c < 3; c++)
-                {
-                    colour[p + c] = (thread[c] * shade * light) + grain;
-                }
+                rgb[p] = Quantize((thread[0] * shade) + grain);
+                rgb[p + 1] = Quantize((thread[1] * shade) + grain);
+                rgb[p + 2] = Quantize((thread[2] * shade) + grain);
             }
         }
 
-        return new Scene(size, colour);
+        return new Scene(size, rgb, null);
+    }
+
+    /// <summary>The washer's pose, lighting and background: everything needed to render any of its pixels.</summary>
+    private sealed class Washer
+    {
+        private readonly double _lightX;
+        private readonly double _lightY;
+        private readonly double _metal;
+        private readonly double[] _background;
+        private readonly ValueNoise _backgroundNoise;
+        private readonly ulong _backgroundGrainSeed;
+        private readonly ulong _grainSeed;
+        private readonly double _ringFrequency;
+
+        public Washer(int size, ref DeterministicRandom rng)
+        {
+            CentreX = (size / 2.0) + (rng.Uniform(-0.03, 0.03) * size);
+            CentreY = (size / 2.0) + (rng.Uniform(-0.03, 0.03) * size);
+            OuterRadius = 0.36 * size * rng.Uniform(0.97, 1.03);
+            InnerRadius = 0.16 * size * rng.Uniform(0.97, 1.03);
+            double lightAngle = 3.927 + rng.Uniform(-0.45, 0.45);
+            _lightX = DeterministicMath.Cos(lightAngle);
+            _lightY = DeterministicMath.Sin(lightAngle);
+            _metal = 150 * rng.Uniform(0.93, 1.07);
+            double level = rng.Uniform(0.85, 1.15);
+            _background = new[] { 46 * level, 50 * level, 56 * level };
+            _backgroundNoise = new ValueNoise(size, size / 5.0, rng.NextUInt64());
+            _backgroundGrainSeed = rng.NextUInt64();
+            _grainSeed = rng.NextUInt64();
+            _ringFrequency = 2.1 * 256.0 / size;
+        }
+
+        public double CentreX { get; }
+
+        public double CentreY { get; }
+
+        public double OuterRadius { get; }
+
+        public double InnerRadius { get; }
+
+        /// <summary>How much of pixel (x, y) the ring covers, 0 to 1 (a one-pixel ramp at both rims).</summary>
+        public double Coverage(int x, int y)
+        {
+            double dx = x + 0.5 - CentreX;
+            double dy = y + 0.5 - CentreY;
+            double d = Math.Sqrt((dx * dx) + (dy * dy));
+            return Clamp01(OuterRadius - d + 0.5) * Clamp01(d - InnerRadius + 0.5);
+        }
+
+        /// <summary>The background colour at pixel (x, y), whether or not the ring hides it.</summary>
+        public void Background(int x, int y, Span<double> colour)
+        {
+            double shade = 0.9 + (0.2 * _backgroundNoise.At(x, y));
+            double grain = (DeterministicRandom.Hash01(x, y, _backgroundGrainSeed) - 0.5) * 6;
+            for (int c = 0; c < 3; c++)
+            {
+                colour[c] = (_background[c] * shade) + grain;
+            }
+        }
+
+        /// <summary>The defect-free colour at pixel (x, y): bevelled metal with concentric machining marks, blended into the background at the rims.</summary>
+        public void Render(int x, int y, Span<double> colour)
+        {
+            Background(x, y, colour);
+            double dx = x + 0.5 - CentreX;
+            double dy = y + 0.5 - CentreY;
+            double d = Math.Sqrt((dx * dx) + (dy * dy));
+            double cov = Clamp01(OuterRadius - d + 0.5) * Clamp01(d - InnerRadius + 0.5);
+            if (cov <= 0)
+            {
+                return;
+            }
+
+            // Radial tilt of the bevel: -1 (facing the hole) at the inner rim to +1 (facing out) at the outer rim.
+            double s = (2 * Clamp01((d - InnerRadius) / (OuterRadius - InnerRadius))) - 1;
+            double tilt = s * (1.5 - (0.5 * s * s));
+            double shade = 1 + (0.35 * tilt * ((dx * _lightX) + (dy * _lightY)) / d);
+            double rings = 1 + (0.025 * DeterministicMath.Sin(d * _ringFrequency));
+            double grain = (DeterministicRandom.Hash01(x, y, _grainSeed) - 0.5) * 8;
+            double metal = (_metal * shade * rings) + grain;
+            colour[0] = (colour[0] * (1 - cov)) + (metal * cov);
+            colour[1] = (colour[1] * (1 - cov)) + (metal * cov);
+            colour[2] = (colour[2] * (1 - cov)) + (((_metal * 1.03 * shade * rings) + grain) * cov);
+        }
     }
 
     /// <summary>A metal washer (bevelled ring with concentric machining marks) on a dark background, with pose and lighting jitter.</summary>
     private static Scene RenderWasher(int size, ulong seed)
     {
         var rng = new DeterministicRandom(seed);
-        double unit = size / 256.0;
-        double cx = (size / 2.0) + (rng.Uniform(-0.03, 0.03) * size);
-        double cy = (size / 2.0) + (rng.Uniform(-0.03, 0.03) * size);
-        double outer = 0.36 * size * rng.Uniform(0.97, 1.03);
-        double inner = 0.16 * size * rng.Uniform(0.97, 1.03);
-        double lightAngle = 3.927 + rng.Uniform(-0.45, 0.45);
-        double lx = DeterministicMath.Cos(lightAngle);
-        double ly = DeterministicMath.Sin(lightAngle);
-        double metal = 150 * rng.Uniform(0.93, 1.07);
-        double[] metalTint = { 1.0, 1.0, 1.03 };
-        double bgLevel = rng.Uniform(0.85, 1.15);
-        double[] bgBase = { 46 * bgLevel, 50 * bgLevel, 56 * bgLevel };
-        ulong bgSeed = rng.NextUInt64();
-        ulong bgGrainSeed = rng.NextUInt64();
-        ulong grainSeed = rng.NextUInt64();
-        double bgScale = size / 5.0;
-        double band = outer - inner;
-
-        var colour = new double[size * size * 3];
-        var background = new double[size * size * 3];
-        var coverage = new double[size * size];
+        var washer = new Washer(size, ref rng);
+        var rgb = new byte[size * size * 3];
+        Span<double> colour = stackalloc double[3];
         for (int y = 0; y < size; y++)
         {
             for (int x = 0; x < size; x++)
             {
-                int pixel = (y * size) + x;
-                int p = pixel * 3;
-                double bgShade = 0.9 + (0.2 * DeterministicRandom.ValueNoise(x / bgScale, y / bgScale, bgSeed));
-                double bgGrain = (DeterministicRandom.Hash01(x, y, bgGrainSeed) - 0.5) * 6;
-                for (int c = 0; c < 3; c++)
-                {
-                    background[p + c] = (bgBase[c] * bgShade) + bgGrain;
-                }
-
-                double dx = x + 0.5 - cx;
-                double dy = y + 0.5 - cy;
-                double d = Math.Sqrt((dx * dx) + (dy * dy));
-                double cov = Clamp01(outer - d + 0.5) * Clamp01(d - inner + 0.5);
-                coverage[pixel] = cov;
-                if (cov <= 0)
-                {
-                    for (int c = 0; c < 3; c++)
-                    {
-                        colour[p + c] = background[p + c];
-                    }
-
-                    continue;
-                }
-
-                double t = Clamp01((d - inner) / band);
-                double radialNormal = -DeterministicMath.Cos(Math.PI * t);
-                double facing = radialNormal * ((dx * lx) + (dy * ly)) / d;
-                double shade = 1 + (0.35 * facing);
-                double rings = 1 + (0.025 * DeterministicMath.Sin(d * 2.1 / unit));
-                double grain = (DeterministicRandom.Hash01(x, y, grainSeed) - 0.5) * 8;
-                for (int c = 0; c < 3; c++)
-                {
-                    double m = (metal * metalTint[c] * shade * rings) + grain;
-                    colour[p + c] = (background[p + c] * (1 - cov)) + (m * cov);
-                }
+                washer.Render(x, y, colour);
+                int p = ((y * size) + x) * 3;
+                rgb[p] = Quantize(colour[0]);
+                rgb[p + 1] = Quantize(colour[1]);
+                rgb[p + 2] = Quantize(colour[2]);
             }
         }
 
-        return new Scene(size, colour)
-        {
-            Coverage = coverage,
-            Background = background,
-            CentreX = cx,
-            CentreY = cy,
-            OuterRadius = outer,
-            InnerRadius = inner,
-        };
+        return new Scene(size, rgb, washer);
     }
 
     /// <summary>Changes a defect colour; receives the clean colour (0..255) of pixel (x, y) and overwrites it.</summary>
@@ -377,7 +397,7 @@ internal static class SyntheticRenderer
             for (int x = x0; x <= x1; x++)
             {
                 int pixel = (y * size) + x;
-                if (!scene.OnSurface(pixel))
+                if (!scene.OnSurface(x, y))
                 {
                     continue;
                 }
@@ -463,32 +483,24 @@ internal static class SyntheticRenderer
     private static Painter MissingPiece(Scene scene, byte[] mask, ref DeterministicRandom rng)
     {
         int size = scene.Size;
-        if (scene.Coverage is { } coverage)
+        if (scene.Object is { } washer)
         {
             double angle = rng.Uniform(0, 2 * Math.PI);
             bool outerRim = rng.NextDouble() < 0.7;
             double radius = Math.Max(1.5, size * rng.Uniform(0.025, 0.09));
-            double rim = outerRim ? scene.OuterRadius : scene.InnerRadius;
-            double cx = scene.CentreX + (rim * DeterministicMath.Cos(angle));
-            double cy = scene.CentreY + (rim * DeterministicMath.Sin(angle));
+            double rim = outerRim ? washer.OuterRadius : washer.InnerRadius;
+            double cx = washer.CentreX + (rim * DeterministicMath.Cos(angle));
+            double cy = washer.CentreY + (rim * DeterministicMath.Sin(angle));
             FillDisks(scene, mask, new[] { (cx, cy, radius) }, surfaceOnly: false);
             for (int i = 0; i < mask.Length; i++)
             {
-                if (coverage[i] <= 0)
+                if (mask[i] != 0 && washer.Coverage(i % size, i / size) <= 0)
                 {
                     mask[i] = 0;
                 }
             }
 
-            double[] background = scene.Background!;
-            return (x, y, colour) =>
-            {
-                int p = ((y * size) + x) * 3;
-                for (int k = 0; k < 3; k++)
-                {
-                    colour[k] = background[p + k];
-                }
-            };
+            return washer.Background;
         }
 
         (double px, double py) = scene.PickPoint(ref rng);
@@ -510,9 +522,9 @@ internal static class SyntheticRenderer
         }
 
         var mean = new double[3];
-        for (int i = 0; i < scene.Colour.Length; i++)
+        for (int i = 0; i < scene.Rgb.Length; i++)
         {
-            mean[i % 3] += scene.Colour[i];
+            mean[i % 3] += scene.Rgb[i];
         }
 
         double level = rng.Uniform(0.45, 1.0) / (size * size);
@@ -543,7 +555,7 @@ internal static class SyntheticRenderer
                     double dx = x + 0.5 - cx;
                     double dy = y + 0.5 - cy;
                     int pixel = (y * size) + x;
-                    if ((dx * dx) + (dy * dy) <= r * r && (!surfaceOnly || scene.OnSurface(pixel)))
+                    if ((dx * dx) + (dy * dy) <= r * r && (!surfaceOnly || scene.OnSurface(x, y)))
                     {
                         mask[pixel] = 255;
                     }
