@@ -178,16 +178,24 @@ public static class SyntheticDefectSet
         }
 
         int size = options.ImageSize;
-        Parallel.For(0, jobs.Count, j =>
+        try
         {
-            var job = jobs[j];
-            SyntheticSample sample = SyntheticRenderer.Render(category, options.Seed, size, job.Split, job.Type, job.Index, withDefect: true);
-            PngEncoder.Write(job.Image, sample.Rgb, size, size, 3);
-            if (job.Mask is not null)
+            Parallel.For(0, jobs.Count, j =>
             {
-                PngEncoder.Write(job.Mask, sample.Mask!, size, size, 1);
-            }
-        });
+                var job = jobs[j];
+                SyntheticSample sample = SyntheticRenderer.Render(category, options.Seed, size, job.Split, job.Type, job.Index, withDefect: true);
+                PngEncoder.Write(job.Image, sample.Rgb, size, size, 3);
+                if (job.Mask is not null)
+                {
+                    PngEncoder.Write(job.Mask, sample.Mask!, size, size, 1);
+                }
+            });
+        }
+        catch (AggregateException ex) when (ex.InnerExceptions.Count == 1)
+        {
+            // Report the failure itself (such as a full disk), not the parallel loop's wrapper.
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(ex.InnerExceptions[0]);
+        }
 
         SyntheticCategoryKind kind = category == Weave ? SyntheticCategoryKind.Texture : SyntheticCategoryKind.Object;
         return new SyntheticCategoryInfo(category, kind, Path.GetFullPath(dir), options.TrainCount, options.TestGoodCount, defectCounts.AsReadOnly());
