@@ -32,6 +32,15 @@ internal static class CfaLoss
                 $"The memory bank has {squaredDistances.shape[entryDim]} entries, fewer than the {k} nearest neighbours plus hard negatives the loss needs.",
                 nameof(squaredDistances));
         var nearest = squaredDistances.topk(k, (int)entryDim, largest: false, sorted: true).values;
+        return FromNearest(nearest, entryDim, nearestNeighbors, hardNegatives, radius);
+    }
+
+    /// <summary>Computes the loss from each patch's k = nearest + hardNegatives smallest squared distances, sorted ascending along <paramref name="entryDim"/>.</summary>
+    public static Tensor FromNearest(Tensor nearest, long entryDim, int nearestNeighbors, int hardNegatives, float radius)
+    {
+        int k = nearestNeighbors + hardNegatives;
+        if (nearest.shape[entryDim] != k)
+            throw new ArgumentException($"Expected {k} distances per patch, got {nearest.shape[entryDim]}.", nameof(nearest));
         float r2 = radius * radius;
 
         var attract = nearest.narrow(entryDim, 0, nearestNeighbors) - r2;

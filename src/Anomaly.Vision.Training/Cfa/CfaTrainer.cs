@@ -104,8 +104,9 @@ public static class CfaTrainer
             return;
         using var scope = NewDisposeScope();
         var bankT = CfaTensors.FromArray(bank, new long[] { bankSize, descriptor.OutChannels }).to(device);
-        var kernel = bankT.reshape(bankSize, descriptor.OutChannels, 1, 1);
-        var norms = MemoryBank.SquaredNorms(bankT);
+        var kernel = (-2 * bankT).reshape(bankSize, descriptor.OutChannels, 1, 1);
+        var norms = bankT.pow(2).sum(1);
+        int k = options.NumNearestNeighbors + options.NumHardNegativeFeatures;
         var optimizer = optim.AdamW(descriptor.Parameters(), lr: options.LearningRate, weight_decay: options.WeightDecay, amsgrad: true);
 
         int count = features.Count;
@@ -124,9 +125,13 @@ public static class CfaTrainer
                 var maps = LoadBatch(features, layers, order.AsSpan(start, n).ToArray(), device, checkFinite: false);
                 optimizer.zero_grad();
                 var target = descriptor.Forward(maps);
-                var distances = MemoryBank.SquaredDistances(target, kernel, norms);
-                var loss = CfaLoss.Compute(distances, 1, options.NumNearestNeighbors, options.NumHardNegativeFeatures, options.Radius);
+                // The loss depends on the features only through each patch's k nearest distances: their gradient
+                // is taken on the k values and carried to the features in closed form (see MemoryBank.FeatureGradient).
+                var (nearest, indices) = MemoryBank.Nearest(target, kernel, norms, k);
+                nearest.requires_grad_(true);
+                var loss = CfaLoss.FromNearest(nearest, 1, options.NumNearestNeighbors, options.NumHardNegativeFeatures, options.Radius);
                 loss.backward();
+                target.backward(new[] { MemoryBank.FeatureGradient(target, nearest.grad!, indices, bankT) });
                 optimizer.step();
                 lossSum += loss.item<float>();
                 steps++;

@@ -21,6 +21,48 @@ internal static class MemoryBank
         return featureNorms + bankSquaredNorms - 2 * cross;
     }
 
+    /// <summary>
+    /// The <paramref name="k"/> smallest squared distances of every patch feature to the bank, ascending, and the
+    /// entries they belong to. The ranking uses ‖c‖² − 2 f·c, one 1×1 convolution with kernel −2c and bias ‖c‖²;
+    /// ‖f‖², the same for every entry, is added to the k values afterwards. Runs without gradient tracking.
+    /// </summary>
+    /// <param name="features">Target-oriented features [B, C, H, W].</param>
+    /// <param name="minusTwoBankAsKernel">−2 × the bank [M, C], shaped [M, C, 1, 1].</param>
+    /// <param name="bankSquaredNorms">‖c‖² of each entry, shaped [M].</param>
+    /// <param name="k">Number of distances kept per patch.</param>
+    /// <returns>Distances and entry indices, both [B, k, H, W].</returns>
+    public static (Tensor Values, Tensor Indices) Nearest(Tensor features, Tensor minusTwoBankAsKernel, Tensor bankSquaredNorms, int k)
+    {
+        using var noGrad = no_grad();
+        var partial = F.conv2d(features.detach(), minusTwoBankAsKernel, bankSquaredNorms);
+        var (values, indices) = partial.topk(k, 1, largest: false, sorted: true);
+        return (values + features.detach().pow(2).sum(1, keepdim: true), indices);
+    }
+
+    /// <summary>
+    /// Gradient of a loss with respect to the features, given its gradient with respect to the nearest squared
+    /// distances: ∂d_j/∂f = 2 (f − c_j), so ∂L/∂f = 2 (Σ_j g_j) f − 2 Σ_j g_j c_j. Only the k selected entries contribute,
+    /// which is what back-propagating through the dense distance tensor and top-k gives, without that tensor.
+    /// </summary>
+    /// <param name="features">Target-oriented features [B, C, H, W].</param>
+    /// <param name="distanceGradient">∂L/∂d for the nearest distances [B, k, H, W].</param>
+    /// <param name="indices">Their bank entries [B, k, H, W].</param>
+    /// <param name="bank">The bank [M, C].</param>
+    /// <returns>∂L/∂f [B, C, H, W].</returns>
+    public static Tensor FeatureGradient(Tensor features, Tensor distanceGradient, Tensor indices, Tensor bank)
+    {
+        using var noGrad = no_grad();
+        long b = features.shape[0], c = features.shape[1], h = features.shape[2], w = features.shape[3];
+        int k = (int)indices.shape[1];
+        var weighted = zeros(new long[] { b, h, w, c }, features.dtype, features.device);
+        for (int j = 0; j < k; j++)
+        {
+            var entries = bank.index_select(0, indices.select(1, j).reshape(-1)).reshape(b, h, w, c);
+            weighted.add_(entries * distanceGradient.select(1, j).unsqueeze(-1));
+        }
+        return 2 * (distanceGradient.sum(1, keepdim: true) * features.detach() - weighted.permute(0, 3, 1, 2));
+    }
+
     /// <summary>‖c‖² of each bank entry [M, C], shaped [1, M, 1, 1].</summary>
     public static Tensor SquaredNorms(Tensor bank) => bank.pow(2).sum(1).reshape(1, -1, 1, 1);
 

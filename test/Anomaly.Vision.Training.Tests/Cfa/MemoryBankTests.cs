@@ -1,5 +1,6 @@
 using Anomaly.Vision.Training;
 using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
 
 namespace Anomaly.Vision.Training.Tests.Cfa;
 
@@ -49,5 +50,44 @@ public sealed class MemoryBankTests
         float[] expected = { 5, 1, 1, 5, 13, 17 };
         for (int i = 0; i < 6; i++)
             Assert.AreEqual(expected[i], d[i], 1e-5f, $"index {i}");
+    }
+
+    [TestMethod]
+    public void NearestDistancesAndClosedFormGradientEqualAutogradThroughTheDenseDistances()
+    {
+        TorchRuntime.EnsureAvailable();
+        using var scope = NewDisposeScope();
+        var random = new Random(12);
+        float[] Rand(int n, float scale) => Enumerable.Range(0, n).Select(_ => (float)(random.NextDouble() * 2 - 1) * scale).ToArray();
+        // 2 images, 5 channels on a 3×4 grid; bank of 9 entries; k = 2 + 3; radius large enough for both loss terms to act.
+        var bank = CfaTensors.FromArray(Rand(9 * 5, 1f), new long[] { 9, 5 });
+        var input = CfaTensors.FromArray(Rand(2 * 5 * 12, 1f), new long[] { 2, 5, 3, 4 });
+        float radius = 1.6f;
+
+        var w1 = CfaTensors.FromArray(Rand(25, 0.5f), new long[] { 5, 5, 1, 1 }).requires_grad_(true);
+        var dense = MemoryBank.SquaredDistances(F.conv2d(input, w1), bank.reshape(9, 5, 1, 1), MemoryBank.SquaredNorms(bank));
+        var denseLoss = CfaLoss.Compute(dense, 1, 2, 3, radius);
+        denseLoss.backward();
+
+        var w2 = w1.detach().clone().requires_grad_(true);
+        var features = F.conv2d(input, w2);
+        var (nearest, indices) = MemoryBank.Nearest(features, (-2 * bank).reshape(9, 5, 1, 1), bank.pow(2).sum(1), 5);
+        CollectionAssert.AreEqual(new long[] { 2, 5, 3, 4 }, nearest.shape);
+        var sortedDense = CfaTensors.ToArray(dense.topk(5, 1, largest: false).values);
+        var nearestValues = CfaTensors.ToArray(nearest);
+        for (int i = 0; i < sortedDense.Length; i++)
+            Assert.AreEqual(sortedDense[i], nearestValues[i], 1e-5f, $"distance {i}");
+        nearest.requires_grad_(true);
+        var loss = CfaLoss.FromNearest(nearest, 1, 2, 3, radius);
+        loss.backward();
+        features.backward(new[] { MemoryBank.FeatureGradient(features, nearest.grad!, indices, bank) });
+
+        Assert.AreEqual(denseLoss.item<float>(), loss.item<float>(), 1e-3f);
+        Assert.IsGreaterThan(0f, denseLoss.item<float>());
+        var g1 = CfaTensors.ToArray(w1.grad!);
+        var g2 = CfaTensors.ToArray(w2.grad!);
+        Assert.IsGreaterThan(0f, g1.Max(Math.Abs));
+        for (int i = 0; i < g1.Length; i++)
+            Assert.AreEqual(g1[i], g2[i], 1e-3f * Math.Max(1f, Math.Abs(g1[i])), $"gradient {i}");
     }
 }
