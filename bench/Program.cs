@@ -1,1 +1,1 @@
-return args.Length > 0 && args[0] == "cfa" ? CfaBenchmark.Run(args[1..]) : 1;
+Console.WriteLine("usage: dotnet run -c Release --project bench -- <benchmark>");
