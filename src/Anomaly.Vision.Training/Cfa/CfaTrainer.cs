@@ -1,0 +1,172 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Anomaly.Vision.Training;
+
+/// <summary>
+/// Trains CFA (coupled-hypersphere-based feature adaptation) on backbone features of normal images, as anomalib's
+/// CFA does: the memory bank is the mean (over batches, of batch means) of the untrained descriptor's
+/// target-oriented features, optionally clustered with k-means; then the descriptor is trained with AdamW (AMSGrad)
+/// on the coupled-hypersphere loss against that fixed bank.
+/// </summary>
+public static class CfaTrainer
+{
+    /// <summary>Most Lloyd iterations of the memory bank's k-means.</summary>
+    public const int KMeansMaxIterations = 3000;
+
+    /// <summary>Trains a CFA model.</summary>
+    /// <param name="features">Backbone features of the normal training images; the first layer fixes the feature grid.</param>
+    /// <param name="options">Training settings.</param>
+    /// <param name="progress">Receives ("memory bank", images done, images) while the bank is built and
+    /// ("training", epoch, epochs, mean loss of the epoch) after every epoch.</param>
+    /// <param name="cancellationToken">Checked between steps.</param>
+    /// <returns>The trained model.</returns>
+    /// <exception cref="ArgumentException">No images, unusable layer shapes, invalid options, a memory bank smaller than
+    /// NumNearestNeighbors + NumHardNegativeFeatures, or a feature value that is NaN or infinite (the message names the image).</exception>
+    /// <exception cref="OperationCanceledException">Training was cancelled.</exception>
+    public static CfaModel Train(IFeatureSource features, CfaTrainingOptions options,
+        IProgress<TrainingProgress>? progress = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(features);
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate(nameof(options));
+        if (features.Count <= 0)
+            throw new ArgumentException("The feature source holds no images; CFA needs at least one normal training image.", nameof(features));
+        var layers = features.Layers?.ToArray() ?? Array.Empty<LayerShape>();
+        if (layers.Length == 0)
+            throw new ArgumentException("The feature source has no layers.", nameof(features));
+        for (int l = 0; l < layers.Length; l++)
+            if (layers[l].Channels <= 0 || layers[l].Height <= 0 || layers[l].Width <= 0)
+                throw new ArgumentException($"Layer {l} shape {layers[l]} has a non-positive dimension.", nameof(features));
+        int gridH = layers[0].Height, gridW = layers[0].Width;
+        if (gridH < 2 || gridW < 2)
+            throw new ArgumentException($"The first layer's grid is {gridH}×{gridW}; CFA's coordinate channels need at least 2×2.", nameof(features));
+        int inChannels = layers.Sum(l => l.Channels);
+        int outChannels = inChannels / options.GammaD;
+        if (outChannels < 1)
+            throw new ArgumentException($"GammaD {options.GammaD} exceeds the {inChannels} input channels; the descriptor would have no output channel.", nameof(options));
+        int patches = gridH * gridW;
+        int bankSize = options.GammaC > 1 ? patches / options.GammaC : patches;
+        int k = options.NumNearestNeighbors + options.NumHardNegativeFeatures;
+        if (bankSize < k)
+            throw new ArgumentException(
+                $"The memory bank would hold {bankSize} entries ({gridH}×{gridW} patches / GammaC {options.GammaC}), fewer than the " +
+                $"{k} nearest entries the loss needs (NumNearestNeighbors {options.NumNearestNeighbors} + NumHardNegativeFeatures " +
+                $"{options.NumHardNegativeFeatures}). Use a smaller GammaC or fewer neighbours, or a larger input.", nameof(options));
+
+        TorchRuntime.EnsureAvailable();
+        var device = TorchRuntime.SelectDevice(options.Device);
+        using var descriptor = new Descriptor(layers, outChannels, options.Seed, device);
+
+        float[] bank = BuildMemoryBank(features, layers, descriptor, options, bankSize, device, progress, cancellationToken);
+        TrainDescriptor(features, layers, descriptor, bank, bankSize, options, device, progress, cancellationToken);
+
+        return new CfaModel(layers, outChannels, options.NumNearestNeighbors, descriptor.WeightArray(), descriptor.BiasArray(), bank);
+    }
+
+    private static float[] BuildMemoryBank(IFeatureSource features, LayerShape[] layers, Descriptor descriptor,
+        CfaTrainingOptions options, int bankSize, Device device, IProgress<TrainingProgress>? progress, CancellationToken cancellationToken)
+    {
+        int count = features.Count;
+        int patches = layers[0].Height * layers[0].Width;
+        float[] centroids;
+        using (var scope = NewDisposeScope())
+        using (no_grad())
+        {
+            Tensor? running = null;
+            int batchIndex = 0;
+            for (int start = 0; start < count; start += options.BatchSize, batchIndex++)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                int n = Math.Min(options.BatchSize, count - start);
+                var indices = Enumerable.Range(start, n).ToArray();
+                using var step = NewDisposeScope();
+                var maps = LoadBatch(features, layers, indices, device, checkFinite: true);
+                var target = descriptor.Forward(maps);
+                var next = MemoryBank.Accumulate(running, target, batchIndex);
+                running?.Dispose();
+                running = next.MoveToOuterDisposeScope();
+                progress?.Report(new TrainingProgress("memory bank", start + n, count, double.NaN));
+            }
+            centroids = CfaTensors.ToArray(MemoryBank.ToPatchMajor(running!));
+        }
+
+        if (options.GammaC <= 1)
+            return centroids;
+        return KMeans.Fit(centroids, patches, descriptor.OutChannels, bankSize, options.Seed, KMeansMaxIterations,
+            out _, cancellationToken);
+    }
+
+    private static void TrainDescriptor(IFeatureSource features, LayerShape[] layers, Descriptor descriptor, float[] bank,
+        int bankSize, CfaTrainingOptions options, Device device, IProgress<TrainingProgress>? progress, CancellationToken cancellationToken)
+    {
+        if (options.Epochs == 0)
+            return;
+        using var scope = NewDisposeScope();
+        var bankT = CfaTensors.FromArray(bank, new long[] { bankSize, descriptor.OutChannels }).to(device);
+        var kernel = (-2 * bankT).reshape(bankSize, descriptor.OutChannels, 1, 1);
+        var norms = bankT.pow(2).sum(1);
+        int k = options.NumNearestNeighbors + options.NumHardNegativeFeatures;
+        var optimizer = optim.AdamW(descriptor.Parameters(), lr: options.LearningRate, weight_decay: options.WeightDecay, amsgrad: true);
+
+        int count = features.Count;
+        var order = Enumerable.Range(0, count).ToArray();
+        var random = new Random(options.Seed);
+        for (int epoch = 0; epoch < options.Epochs; epoch++)
+        {
+            random.Shuffle(order);
+            double lossSum = 0;
+            int steps = 0;
+            for (int start = 0; start < count; start += options.BatchSize)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                int n = Math.Min(options.BatchSize, count - start);
+                using var step = NewDisposeScope();
+                var maps = LoadBatch(features, layers, order.AsSpan(start, n).ToArray(), device, checkFinite: false);
+                optimizer.zero_grad();
+                var target = descriptor.Forward(maps);
+                // The loss depends on the features only through each patch's k nearest distances: their gradient
+                // is taken on the k values and carried to the features in closed form (see MemoryBank.FeatureGradient).
+                var (nearest, indices) = MemoryBank.Nearest(target, kernel, norms, k);
+                nearest.requires_grad_(true);
+                var loss = CfaLoss.FromNearest(nearest, 1, options.NumNearestNeighbors, options.NumHardNegativeFeatures, options.Radius);
+                loss.backward();
+                target.backward(new[] { MemoryBank.FeatureGradient(target, nearest.grad!, indices, bankT) });
+                optimizer.step();
+                lossSum += loss.item<float>();
+                steps++;
+            }
+            progress?.Report(new TrainingProgress("training", epoch + 1, options.Epochs, lossSum / steps));
+        }
+    }
+
+    private static Tensor[] LoadBatch(IFeatureSource features, LayerShape[] layers, int[] indices, Device device, bool checkFinite)
+    {
+        var maps = new Tensor[layers.Length];
+        for (int l = 0; l < layers.Length; l++)
+        {
+            var shape = layers[l];
+            var t = empty(new long[] { indices.Length, shape.Channels, shape.Height, shape.Width }, ScalarType.Float32);
+            var span = CfaTensors.Span(t);
+            for (int i = 0; i < indices.Length; i++)
+            {
+                var slot = span.Slice(i * shape.Size, shape.Size);
+                features.Read(indices[i], l, slot);
+                if (checkFinite)
+                    EnsureFinite(slot, indices[i], l);
+            }
+            maps[l] = device.type == DeviceType.CPU ? t : t.to(device);
+        }
+        return maps;
+    }
+
+    private static void EnsureFinite(ReadOnlySpan<float> values, int image, int layer)
+    {
+        for (int i = 0; i < values.Length; i++)
+        {
+            if (!float.IsFinite(values[i]))
+                throw new ArgumentException(
+                    $"Image {image}'s layer {layer} features hold a non-finite value ({values[i]}) at index {i}.", "features");
+        }
+    }
+}

@@ -1,0 +1,62 @@
+namespace Anomaly.Vision.Training;
+
+/// <summary>Settings of <see cref="CfaTrainer"/>; the defaults are those of anomalib's CFA.</summary>
+public sealed class CfaTrainingOptions
+{
+    /// <summary>Memory-bank compression: when above 1, the bank's H·W patch centroids are clustered with k-means into (H·W)/GammaC centres.</summary>
+    public int GammaC { get; set; } = 1;
+
+    /// <summary>Descriptor compression: the descriptor has (sum of layer channels)/GammaD output channels.</summary>
+    public int GammaD { get; set; } = 1;
+
+    /// <summary>Number of nearest memory-bank entries pulled inside the hypersphere (and used for scoring).</summary>
+    public int NumNearestNeighbors { get; set; } = 3;
+
+    /// <summary>Number of hard negative features: the loss pushes the nearest entries from this rank on out of the hypersphere.</summary>
+    public int NumHardNegativeFeatures { get; set; } = 3;
+
+    /// <summary>Hypersphere radius; constant during training, as in anomalib.</summary>
+    public float Radius { get; set; } = 1e-5f;
+
+    /// <summary>Number of passes over the training features.</summary>
+    public int Epochs { get; set; } = 30;
+
+    /// <summary>AdamW learning rate.</summary>
+    public float LearningRate { get; set; } = 1e-3f;
+
+    /// <summary>AdamW weight decay (the optimizer uses AMSGrad, as anomalib's CFA does).</summary>
+    public float WeightDecay { get; set; } = 5e-4f;
+
+    /// <summary>Images per optimisation step and per memory-bank batch.</summary>
+    public int BatchSize { get; set; } = 32;
+
+    /// <summary>Seed of the descriptor's initial weights, the batch shuffling and k-means.</summary>
+    public int Seed { get; set; }
+
+    /// <summary>Where training runs.</summary>
+    public ComputeDevice Device { get; set; } = ComputeDevice.Auto;
+
+    internal void Validate(string parameterName)
+    {
+        if (GammaC < 1)
+            throw new ArgumentException($"GammaC must be at least 1 (got {GammaC}).", parameterName);
+        if (GammaD < 1)
+            throw new ArgumentException($"GammaD must be at least 1 (got {GammaD}).", parameterName);
+        if (NumNearestNeighbors < 1)
+            throw new ArgumentException($"NumNearestNeighbors must be at least 1 (got {NumNearestNeighbors}).", parameterName);
+        if (NumHardNegativeFeatures < 0)
+            throw new ArgumentException($"NumHardNegativeFeatures must not be negative (got {NumHardNegativeFeatures}).", parameterName);
+        if (!float.IsFinite(Radius) || Radius < 0)
+            throw new ArgumentException($"Radius must be a finite non-negative number (got {Radius}).", parameterName);
+        if (Epochs < 0)
+            throw new ArgumentException($"Epochs must not be negative (got {Epochs}).", parameterName);
+        if (!float.IsFinite(LearningRate) || LearningRate <= 0)
+            throw new ArgumentException($"LearningRate must be a finite positive number (got {LearningRate}).", parameterName);
+        if (!float.IsFinite(WeightDecay) || WeightDecay < 0)
+            throw new ArgumentException($"WeightDecay must be a finite non-negative number (got {WeightDecay}).", parameterName);
+        if (BatchSize < 1)
+            throw new ArgumentException($"BatchSize must be at least 1 (got {BatchSize}).", parameterName);
+        if (!Enum.IsDefined(Device))
+            throw new ArgumentException($"Unknown device {Device}.", parameterName);
+    }
+}

@@ -1,0 +1,86 @@
+using TorchSharp;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+namespace Anomaly.Vision.Training;
+
+/// <summary>Memory-bank arithmetic of CFA.</summary>
+internal static class MemoryBank
+{
+    /// <summary>
+    /// Squared euclidean distances ‖f‖² + ‖c‖² − 2 f·c of every patch feature to every bank entry.
+    /// </summary>
+    /// <param name="features">Target-oriented features [B, C, H, W].</param>
+    /// <param name="bankAsKernel">The bank [M, C] viewed as a 1×1 convolution kernel [M, C, 1, 1].</param>
+    /// <param name="bankSquaredNorms">‖c‖² of each entry, shaped [1, M, 1, 1].</param>
+    /// <returns>Distances [B, M, H, W] (entries along dimension 1).</returns>
+    public static Tensor SquaredDistances(Tensor features, Tensor bankAsKernel, Tensor bankSquaredNorms)
+    {
+        var featureNorms = features.pow(2).sum(1, keepdim: true);
+        var cross = F.conv2d(features, bankAsKernel);
+        return featureNorms + bankSquaredNorms - 2 * cross;
+    }
+
+    /// <summary>
+    /// The <paramref name="k"/> smallest squared distances of every patch feature to the bank, ascending, and the
+    /// entries they belong to. The ranking uses ‖c‖² − 2 f·c, one 1×1 convolution with kernel −2c and bias ‖c‖²;
+    /// ‖f‖², the same for every entry, is added to the k values afterwards. Runs without gradient tracking.
+    /// </summary>
+    /// <param name="features">Target-oriented features [B, C, H, W].</param>
+    /// <param name="minusTwoBankAsKernel">−2 × the bank [M, C], shaped [M, C, 1, 1].</param>
+    /// <param name="bankSquaredNorms">‖c‖² of each entry, shaped [M].</param>
+    /// <param name="k">Number of distances kept per patch.</param>
+    /// <returns>Distances and entry indices, both [B, k, H, W].</returns>
+    public static (Tensor Values, Tensor Indices) Nearest(Tensor features, Tensor minusTwoBankAsKernel, Tensor bankSquaredNorms, int k)
+    {
+        using var noGrad = no_grad();
+        var partial = F.conv2d(features.detach(), minusTwoBankAsKernel, bankSquaredNorms);
+        var (values, indices) = partial.topk(k, 1, largest: false, sorted: true);
+        return (values + features.detach().pow(2).sum(1, keepdim: true), indices);
+    }
+
+    /// <summary>
+    /// Gradient of a loss with respect to the features, given its gradient with respect to the nearest squared
+    /// distances: ∂d_j/∂f = 2 (f − c_j), so ∂L/∂f = 2 (Σ_j g_j) f − 2 Σ_j g_j c_j. Only the k selected entries contribute,
+    /// which is what back-propagating through the dense distance tensor and top-k gives, without that tensor.
+    /// </summary>
+    /// <param name="features">Target-oriented features [B, C, H, W].</param>
+    /// <param name="distanceGradient">∂L/∂d for the nearest distances [B, k, H, W].</param>
+    /// <param name="indices">Their bank entries [B, k, H, W].</param>
+    /// <param name="bank">The bank [M, C].</param>
+    /// <returns>∂L/∂f [B, C, H, W].</returns>
+    public static Tensor FeatureGradient(Tensor features, Tensor distanceGradient, Tensor indices, Tensor bank)
+    {
+        using var noGrad = no_grad();
+        long b = features.shape[0], c = features.shape[1], h = features.shape[2], w = features.shape[3];
+        int k = (int)indices.shape[1];
+        var weighted = zeros(new long[] { b, h, w, c }, features.dtype, features.device);
+        for (int j = 0; j < k; j++)
+        {
+            var entries = bank.index_select(0, indices.select(1, j).reshape(-1)).reshape(b, h, w, c);
+            weighted.add_(entries * distanceGradient.select(1, j).unsqueeze(-1));
+        }
+        return 2 * (distanceGradient.sum(1, keepdim: true) * features.detach() - weighted.permute(0, 3, 1, 2));
+    }
+
+    /// <summary>‖c‖² of each bank entry [M, C], shaped [1, M, 1, 1].</summary>
+    public static Tensor SquaredNorms(Tensor bank) => bank.pow(2).sum(1).reshape(1, -1, 1, 1);
+
+    /// <summary>
+    /// Folds one batch's mean into the running bank as anomalib's CFA does: bank ← (bank·i + mean_b(features)) / (i + 1),
+    /// so the result is the mean of the batch means.
+    /// </summary>
+    /// <param name="running">Running mean [C, H, W], or <see langword="null"/> before the first batch.</param>
+    /// <param name="features">The batch's target-oriented features [B, C, H, W].</param>
+    /// <param name="batchIndex">Index i of the batch, from 0.</param>
+    public static Tensor Accumulate(Tensor? running, Tensor features, int batchIndex)
+    {
+        var batchMean = features.mean(new long[] { 0 });
+        if (running is null)
+            return batchMean;
+        return (running * batchIndex + batchMean) / (batchIndex + 1);
+    }
+
+    /// <summary>A [C, H, W] map as a patch-major [H·W, C] bank.</summary>
+    public static Tensor ToPatchMajor(Tensor map) => map.permute(1, 2, 0).reshape(map.shape[1] * map.shape[2], map.shape[0]).contiguous();
+}

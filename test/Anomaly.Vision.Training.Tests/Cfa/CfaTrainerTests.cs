@@ -1,0 +1,104 @@
+using Anomaly.Vision.Training;
+
+namespace Anomaly.Vision.Training.Tests.Cfa;
+
+[TestClass]
+public sealed class CfaTrainerTests
+{
+    [TestMethod]
+    public void TrainingLowersTheLossAndReportsEveryStage()
+    {
+        var recorder = new CfaTestData.Recorder();
+        var model = CfaTrainer.Train(CfaTestData.Source(CfaTestData.Maps(6, seed: 2)), CfaTestData.Options(epochs: 6), recorder);
+
+        var bankReports = recorder.Reports.Where(r => r.Stage == "memory bank").ToList();
+        CollectionAssert.AreEqual(new[] { 4, 6 }, bankReports.Select(r => r.Step).ToArray());
+        Assert.IsTrue(bankReports.All(r => r.Steps == 6 && double.IsNaN(r.Loss)));
+        var epochs = recorder.Reports.Where(r => r.Stage == "training").ToList();
+        CollectionAssert.AreEqual(Enumerable.Range(1, 6).ToArray(), epochs.Select(r => r.Step).ToArray());
+        Assert.IsTrue(epochs.All(r => r.Steps == 6 && double.IsFinite(r.Loss) && r.Loss >= 0));
+        Assert.IsLessThan(epochs[0].Loss, epochs[^1].Loss, $"losses {string.Join(", ", epochs.Select(r => r.Loss))}");
+
+        Assert.AreEqual(8, model.GridHeight);
+        Assert.AreEqual(8, model.GridWidth);
+        Assert.AreEqual(12, model.InputChannels);
+        Assert.AreEqual(12, model.DescriptorChannels);
+        Assert.AreEqual(64, model.BankSize);
+        Assert.AreEqual(3, model.NumNearestNeighbors);
+        Assert.AreEqual(12 * 14, model.DescriptorWeight.Length);
+    }
+
+    [TestMethod]
+    public void SameSeedGivesTheSameModelAndAnotherSeedDoesNot()
+    {
+        var source = CfaTestData.Source(CfaTestData.Maps(6, seed: 3));
+        var a = CfaTrainer.Train(source, CfaTestData.Options(epochs: 2, seed: 11));
+        var b = CfaTrainer.Train(source, CfaTestData.Options(epochs: 2, seed: 11));
+        var c = CfaTrainer.Train(source, CfaTestData.Options(epochs: 2, seed: 12));
+        CollectionAssert.AreEqual(a.DescriptorWeight.ToArray(), b.DescriptorWeight.ToArray());
+        CollectionAssert.AreEqual(a.DescriptorBias.ToArray(), b.DescriptorBias.ToArray());
+        CollectionAssert.AreEqual(a.MemoryBank.ToArray(), b.MemoryBank.ToArray());
+        CollectionAssert.AreNotEqual(a.DescriptorWeight.ToArray(), c.DescriptorWeight.ToArray());
+    }
+
+    [TestMethod]
+    public void GammaOptionsShrinkTheDescriptorAndClusterTheBank()
+    {
+        var options = CfaTestData.Options(epochs: 1);
+        options.GammaC = 2;
+        options.GammaD = 4;
+        var model = CfaTrainer.Train(CfaTestData.Source(CfaTestData.Maps(6, seed: 4)), options);
+        Assert.AreEqual(3, model.DescriptorChannels);           // 12 / 4
+        Assert.AreEqual(32, model.BankSize);                    // 64 / 2
+        Assert.AreEqual(32 * 3, model.MemoryBank.Length);
+        Assert.AreEqual(3 * 14, model.DescriptorWeight.Length);
+    }
+
+    [TestMethod]
+    public void EmptySourceIsRejected()
+    {
+        var e = Assert.ThrowsExactly<ArgumentException>(() =>
+            CfaTrainer.Train(new InMemoryFeatureSource(CfaTestData.TinyLayers), CfaTestData.Options()));
+        Assert.AreEqual("features", e.ParamName);
+    }
+
+    [TestMethod]
+    public void BankSmallerThanTheNeighboursTheLossNeedsIsRejected()
+    {
+        var options = CfaTestData.Options();
+        options.GammaC = 16;                                    // 64 / 16 = 4 entries < 3 + 3
+        var e = Assert.ThrowsExactly<ArgumentException>(() =>
+            CfaTrainer.Train(CfaTestData.Source(CfaTestData.Maps(2, seed: 5)), options));
+        Assert.AreEqual("options", e.ParamName);
+        StringAssert.Contains(e.Message, "4 entries");
+    }
+
+    [TestMethod]
+    public void NonFiniteFeatureIsRejectedNamingTheImage()
+    {
+        var maps = CfaTestData.Maps(6, seed: 6);
+        maps[3][1][5] = float.NaN;
+        var e = Assert.ThrowsExactly<ArgumentException>(() => CfaTrainer.Train(CfaTestData.Source(maps), CfaTestData.Options()));
+        StringAssert.Contains(e.Message, "Image 3");
+        Assert.AreEqual("features", e.ParamName);
+    }
+
+    [TestMethod]
+    public void InvalidOptionIsRejected()
+    {
+        var options = CfaTestData.Options();
+        options.BatchSize = 0;
+        var e = Assert.ThrowsExactly<ArgumentException>(() => CfaTrainer.Train(CfaTestData.Source(CfaTestData.Maps(2, seed: 7)), options));
+        StringAssert.Contains(e.Message, "BatchSize");
+    }
+
+    [TestMethod]
+    public void CancellationStopsBetweenSteps()
+    {
+        using var cts = new CancellationTokenSource();
+        var recorder = new CfaTestData.Recorder { OnReport = r => { if (r.Stage == "training") cts.Cancel(); } };
+        Assert.ThrowsExactly<OperationCanceledException>(() =>
+            CfaTrainer.Train(CfaTestData.Source(CfaTestData.Maps(6, seed: 8)), CfaTestData.Options(epochs: 5), recorder, cts.Token));
+        Assert.AreEqual(1, recorder.Reports.Count(r => r.Stage == "training"));
+    }
+}
