@@ -7,14 +7,14 @@ using Microsoft.ML.OnnxRuntime;
 /// <summary>
 /// Memory-bank scoring speed: <see cref="MemoryBankScorer"/> against ONNX Runtime running the same
 /// computation (ReduceSumSquare + MatMul + Add + TopK + Add) on the same data, side by side.
-/// Options: <c>--patches N --bank M --channels C --k K --reps R --vector 256|512</c>.
+/// Options: <c>--patches N --bank M --channels C --k K --reps R --vector 256|512 --depth D</c>.
 /// The last line printed is <c>scorer_vs_onnxruntime=&lt;our median time / ONNX Runtime's median time&gt;</c>.
 /// </summary>
 internal static class ScorerBenchmark
 {
     public static int Run(string[] args)
     {
-        int patches = 4096, bankSize = 4096, channels = 448, k = 3, reps = 9;
+        int patches = 4096, bankSize = 4096, channels = 448, k = 3, reps = 9, depth = MemoryBankScorer.DefaultDepthBlock;
         bool use512 = Vector512.IsHardwareAccelerated;
         for (int i = 0; i + 1 < args.Length; i += 2)
         {
@@ -27,6 +27,7 @@ internal static class ScorerBenchmark
                 case "--k": k = value; break;
                 case "--reps": reps = value; break;
                 case "--vector": use512 = value == 512; break;
+                case "--depth": depth = value; break;
                 default:
                     Console.Error.WriteLine($"unknown option {args[i]}");
                     return 1;
@@ -41,8 +42,8 @@ internal static class ScorerBenchmark
             + $"{Environment.ProcessorCount} threads; Vector512 accelerated: {Vector512.IsHardwareAccelerated}");
 
         var sw = Stopwatch.StartNew();
-        var scorer = new MemoryBankScorer(bank, bankSize, channels, use512);
-        Console.WriteLine($"scorer: packed the bank in {sw.Elapsed.TotalMilliseconds:F1} ms ({(use512 ? "Vector512" : "Vector256")} kernel)");
+        var scorer = new MemoryBankScorer(bank, bankSize, channels, use512, depth);
+        Console.WriteLine($"scorer: packed the bank in {sw.Elapsed.TotalMilliseconds:F1} ms ({(use512 ? "Vector512" : "Vector256")} kernel, {depth} channels per pass)");
         float[] ours = new float[patches * k];
 
         using var options = new SessionOptions

@@ -32,6 +32,11 @@ internal sealed class MemoryBankScorer
 
     private const int BlockPatches = Rows * GroupsPerBlock;
 
+    /// <summary>Channels per pass over a bank panel, so that the panel's slice stays in L1 while all groups of a block use it.</summary>
+    internal static readonly int DefaultDepthBlock = int.TryParse(Environment.GetEnvironmentVariable("AV_KC"), out int kc) ? kc : 112;
+
+    private readonly int _depthBlock;
+
     private readonly float[] _packed;     // pinned: [panels][channels][_width], starting at _packedOffset (64-byte aligned)
     private readonly int _packedOffset;
     private readonly float[] _norms;      // pinned: [panels * _width], +∞ for padding, starting at _normsOffset
@@ -44,7 +49,7 @@ internal sealed class MemoryBankScorer
     /// <param name="bankSize">Number of bank entries M.</param>
     /// <param name="channels">Number of channels C of every entry.</param>
     public MemoryBankScorer(float[] bank, int bankSize, int channels)
-        : this(bank, bankSize, channels, Vector512.IsHardwareAccelerated)
+        : this(bank, bankSize, channels, Vector512.IsHardwareAccelerated, DefaultDepthBlock)
     {
     }
 
@@ -53,8 +58,12 @@ internal sealed class MemoryBankScorer
     /// <param name="bankSize">Number of bank entries M.</param>
     /// <param name="channels">Number of channels C of every entry.</param>
     /// <param name="useVector512">True for the 512-bit kernel, false for the 256-bit kernel.</param>
-    internal MemoryBankScorer(float[] bank, int bankSize, int channels, bool useVector512)
+    /// <param name="depthBlock">Channels per pass over a bank panel (results do not depend on it).</param>
+    internal MemoryBankScorer(float[] bank, int bankSize, int channels, bool useVector512, int depthBlock)
     {
+        if (depthBlock <= 0)
+            throw new ArgumentOutOfRangeException(nameof(depthBlock), depthBlock, "The depth block must be positive.");
+        _depthBlock = depthBlock;
         ArgumentNullException.ThrowIfNull(bank);
         if (bankSize <= 0)
             throw new ArgumentOutOfRangeException(nameof(bankSize), bankSize, "The memory bank must hold at least one entry.");
@@ -170,7 +179,7 @@ internal sealed class MemoryBankScorer
             PackedFeatures = GC.AllocateUninitializedArray<float>(GroupsPerBlock * channels * Rows, pinned: true);
             Best = new float[BlockPatches * k];
             FeatureNorms = new float[BlockPatches];
-            Tile = GC.AllocateUninitializedArray<float>(Rows * width + 16, pinned: true);
+            Tile = GC.AllocateUninitializedArray<float>(GroupsPerBlock * Rows * width + 16, pinned: true);
         }
     }
 
@@ -187,7 +196,7 @@ internal sealed class MemoryBankScorer
         fixed (float* packedBank = _packed)
         fixed (float* normsBase = _norms)
         {
-            float* tile = Align(tileBase);
+            float* tiles = Align(tileBase);
             float* bank = packedBank + _packedOffset;
             float* bankNorms = normsBase + _normsOffset;
 
@@ -198,20 +207,26 @@ internal sealed class MemoryBankScorer
             {
                 float* b = bank + (long)panel * channels * _width;
                 float* bn = bankNorms + panel * _width;
-                for (int g = 0; g < groups; g++)
+                for (int c0 = 0; c0 < channels; c0 += _depthBlock)
                 {
-                    float* a = packedFeatures + g * channels * Rows;
-                    int rows = Math.Min(Rows, count - g * Rows);
-                    float* rowBest = best + g * Rows * k;
-                    if (UsesVector512)
+                    int depth = Math.Min(_depthBlock, channels - c0);
+                    bool firstPass = c0 == 0, lastPass = c0 + depth == channels;
+                    for (int g = 0; g < groups; g++)
                     {
-                        Kernel512(a, b, channels, bn, tile);
-                        Select512(tile, rows, rowBest, k);
-                    }
-                    else
-                    {
-                        Kernel256(a, b, channels, bn, tile);
-                        Select256(tile, rows, rowBest, k);
+                        float* a = packedFeatures + g * channels * Rows + c0 * Rows;
+                        float* tile = tiles + g * Rows * _width;
+                        if (UsesVector512)
+                            Kernel512(a, b + c0 * _width, depth, bn, tile, firstPass, lastPass);
+                        else
+                            Kernel256(a, b + c0 * _width, depth, bn, tile, firstPass, lastPass);
+                        if (lastPass)
+                        {
+                            int rows = Math.Min(Rows, count - g * Rows);
+                            if (UsesVector512)
+                                Select512(tile, rows, best + g * Rows * k, k);
+                            else
+                                Select256(tile, rows, best + g * Rows * k, k);
+                        }
                     }
                 }
             }
@@ -263,14 +278,30 @@ internal sealed class MemoryBankScorer
     /// then writes |b|² − 2·f·b into <paramref name="tile"/> ([6][64]).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static unsafe void Kernel512(float* a, float* b, int channels, float* bankNorms, float* tile)
+    private static unsafe void Kernel512(float* a, float* b, int channels, float* bankNorms, float* tile, bool first, bool last)
     {
-        Vector512<float> c00 = default, c01 = default, c02 = default, c03 = default;
-        Vector512<float> c10 = default, c11 = default, c12 = default, c13 = default;
-        Vector512<float> c20 = default, c21 = default, c22 = default, c23 = default;
-        Vector512<float> c30 = default, c31 = default, c32 = default, c33 = default;
-        Vector512<float> c40 = default, c41 = default, c42 = default, c43 = default;
-        Vector512<float> c50 = default, c51 = default, c52 = default, c53 = default;
+        Vector512<float> c00, c01, c02, c03, c10, c11, c12, c13, c20, c21, c22, c23;
+        Vector512<float> c30, c31, c32, c33, c40, c41, c42, c43, c50, c51, c52, c53;
+        if (first)
+        {
+            c00 = c01 = c02 = c03 = c10 = c11 = c12 = c13 = c20 = c21 = c22 = c23 = default;
+            c30 = c31 = c32 = c33 = c40 = c41 = c42 = c43 = c50 = c51 = c52 = c53 = default;
+        }
+        else
+        {
+            c00 = Vector512.LoadAligned(tile + 0); c01 = Vector512.LoadAligned(tile + 16);
+            c02 = Vector512.LoadAligned(tile + 32); c03 = Vector512.LoadAligned(tile + 48);
+            c10 = Vector512.LoadAligned(tile + 64); c11 = Vector512.LoadAligned(tile + 80);
+            c12 = Vector512.LoadAligned(tile + 96); c13 = Vector512.LoadAligned(tile + 112);
+            c20 = Vector512.LoadAligned(tile + 128); c21 = Vector512.LoadAligned(tile + 144);
+            c22 = Vector512.LoadAligned(tile + 160); c23 = Vector512.LoadAligned(tile + 176);
+            c30 = Vector512.LoadAligned(tile + 192); c31 = Vector512.LoadAligned(tile + 208);
+            c32 = Vector512.LoadAligned(tile + 224); c33 = Vector512.LoadAligned(tile + 240);
+            c40 = Vector512.LoadAligned(tile + 256); c41 = Vector512.LoadAligned(tile + 272);
+            c42 = Vector512.LoadAligned(tile + 288); c43 = Vector512.LoadAligned(tile + 304);
+            c50 = Vector512.LoadAligned(tile + 320); c51 = Vector512.LoadAligned(tile + 336);
+            c52 = Vector512.LoadAligned(tile + 352); c53 = Vector512.LoadAligned(tile + 368);
+        }
 
         for (int c = 0; c < channels; c++)
         {
@@ -314,11 +345,21 @@ internal sealed class MemoryBankScorer
             b += 64;
         }
 
-        Vector512<float> m2 = Vector512.Create(-2f);
-        Vector512<float> n0 = Vector512.LoadAligned(bankNorms);
-        Vector512<float> n1 = Vector512.LoadAligned(bankNorms + 16);
-        Vector512<float> n2 = Vector512.LoadAligned(bankNorms + 32);
-        Vector512<float> n3 = Vector512.LoadAligned(bankNorms + 48);
+        Vector512<float> m2, n0, n1, n2, n3;
+        if (last)
+        {
+            m2 = Vector512.Create(-2f);
+            n0 = Vector512.LoadAligned(bankNorms);
+            n1 = Vector512.LoadAligned(bankNorms + 16);
+            n2 = Vector512.LoadAligned(bankNorms + 32);
+            n3 = Vector512.LoadAligned(bankNorms + 48);
+        }
+        else
+        {
+            // Partial sums: store the dot products unchanged (x · 1 + 0).
+            m2 = Vector512<float>.One;
+            n0 = n1 = n2 = n3 = default;
+        }
         Vector512.StoreAligned(Vector512.FusedMultiplyAdd(c00, m2, n0), tile + 0);
         Vector512.StoreAligned(Vector512.FusedMultiplyAdd(c01, m2, n1), tile + 16);
         Vector512.StoreAligned(Vector512.FusedMultiplyAdd(c02, m2, n2), tile + 32);
@@ -350,14 +391,22 @@ internal sealed class MemoryBankScorer
     /// <paramref name="tile"/> ([6][16]).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static unsafe void Kernel256(float* a, float* b, int channels, float* bankNorms, float* tile)
+    private static unsafe void Kernel256(float* a, float* b, int channels, float* bankNorms, float* tile, bool first, bool last)
     {
-        Vector256<float> c00 = default, c01 = default;
-        Vector256<float> c10 = default, c11 = default;
-        Vector256<float> c20 = default, c21 = default;
-        Vector256<float> c30 = default, c31 = default;
-        Vector256<float> c40 = default, c41 = default;
-        Vector256<float> c50 = default, c51 = default;
+        Vector256<float> c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
+        if (first)
+        {
+            c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = c40 = c41 = c50 = c51 = default;
+        }
+        else
+        {
+            c00 = Vector256.LoadAligned(tile + 0); c01 = Vector256.LoadAligned(tile + 8);
+            c10 = Vector256.LoadAligned(tile + 16); c11 = Vector256.LoadAligned(tile + 24);
+            c20 = Vector256.LoadAligned(tile + 32); c21 = Vector256.LoadAligned(tile + 40);
+            c30 = Vector256.LoadAligned(tile + 48); c31 = Vector256.LoadAligned(tile + 56);
+            c40 = Vector256.LoadAligned(tile + 64); c41 = Vector256.LoadAligned(tile + 72);
+            c50 = Vector256.LoadAligned(tile + 80); c51 = Vector256.LoadAligned(tile + 88);
+        }
 
         for (int c = 0; c < channels; c++)
         {
@@ -387,9 +436,19 @@ internal sealed class MemoryBankScorer
             b += 16;
         }
 
-        Vector256<float> m2 = Vector256.Create(-2f);
-        Vector256<float> n0 = Vector256.LoadAligned(bankNorms);
-        Vector256<float> n1 = Vector256.LoadAligned(bankNorms + 8);
+        Vector256<float> m2, n0, n1;
+        if (last)
+        {
+            m2 = Vector256.Create(-2f);
+            n0 = Vector256.LoadAligned(bankNorms);
+            n1 = Vector256.LoadAligned(bankNorms + 8);
+        }
+        else
+        {
+            // Partial sums: store the dot products unchanged (x · 1 + 0).
+            m2 = Vector256<float>.One;
+            n0 = n1 = default;
+        }
         Vector256.StoreAligned(Vector256.FusedMultiplyAdd(c00, m2, n0), tile + 0);
         Vector256.StoreAligned(Vector256.FusedMultiplyAdd(c01, m2, n1), tile + 8);
         Vector256.StoreAligned(Vector256.FusedMultiplyAdd(c10, m2, n0), tile + 16);

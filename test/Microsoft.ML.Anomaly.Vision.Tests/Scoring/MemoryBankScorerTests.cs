@@ -33,7 +33,7 @@ public sealed class MemoryBankScorerTests
             1, 7,
         };
 
-        var scorer = new MemoryBankScorer(bank, 3, 5, useVector512);
+        var scorer = new MemoryBankScorer(bank, 3, 5, useVector512, depthBlock: 2);
         var distances = new float[8];
         scorer.NearestSquaredDistances(features, 4, 2, distances);
 
@@ -48,29 +48,31 @@ public sealed class MemoryBankScorerTests
         float[] bank = { 3, 0, 0, 1, 1, 1 };          // 3 entries × 2 channels
         float[] features = { 0, 0 };                  // squared distances 9, 1, 2
         var distances = new float[3];
-        new MemoryBankScorer(bank, 3, 2, useVector512).NearestSquaredDistances(features, 1, 3, distances);
+        new MemoryBankScorer(bank, 3, 2, useVector512, depthBlock: 1).NearestSquaredDistances(features, 1, 3, distances);
         CollectionAssert.AreEqual(new float[] { 1, 2, 9 }, distances);
     }
 
     [TestMethod]
-    [DataRow(true, 1, 1, 1, 1)]
-    [DataRow(true, 7, 5, 3, 2)]
-    [DataRow(true, 53, 17, 70, 3)]
-    [DataRow(true, 131, 33, 129, 5)]
-    [DataRow(true, 200, 64, 64, 4)]
-    [DataRow(false, 1, 1, 1, 1)]
-    [DataRow(false, 7, 5, 3, 2)]
-    [DataRow(false, 53, 17, 70, 3)]
-    [DataRow(false, 131, 33, 129, 5)]
-    [DataRow(false, 200, 64, 17, 1)]
-    public void RandomDataMatchesNaiveDoubleReference(bool useVector512, int patches, int channels, int bankSize, int k)
+    [DataRow(true, 1, 1, 1, 1, 112)]
+    [DataRow(true, 7, 5, 3, 2, 112)]
+    [DataRow(true, 53, 17, 70, 3, 8)]
+    [DataRow(true, 131, 33, 129, 5, 112)]
+    [DataRow(true, 131, 33, 129, 5, 10)]
+    [DataRow(true, 200, 64, 64, 4, 16)]
+    [DataRow(false, 1, 1, 1, 1, 112)]
+    [DataRow(false, 7, 5, 3, 2, 112)]
+    [DataRow(false, 53, 17, 70, 3, 8)]
+    [DataRow(false, 131, 33, 129, 5, 112)]
+    [DataRow(false, 131, 33, 129, 5, 10)]
+    [DataRow(false, 200, 64, 17, 1, 16)]
+    public void RandomDataMatchesNaiveDoubleReference(bool useVector512, int patches, int channels, int bankSize, int k, int depthBlock)
     {
         var rng = new Random(patches * 7919 + channels * 31 + bankSize);
         float[] bank = RandomValues(rng, bankSize * channels);
         float[] features = RandomValues(rng, patches * channels);
 
         var distances = new float[patches * k];
-        new MemoryBankScorer(bank, bankSize, channels, useVector512).NearestSquaredDistances(features, patches, k, distances);
+        new MemoryBankScorer(bank, bankSize, channels, useVector512, depthBlock).NearestSquaredDistances(features, patches, k, distances);
 
         var all = new double[bankSize];
         for (int p = 0; p < patches; p++)
@@ -109,7 +111,7 @@ public sealed class MemoryBankScorerTests
         for (int i = 0; i < bank.Length; i++)
             bank[i] = 1000f + (float)rng.NextDouble();
         var distances = new float[bankSize];
-        new MemoryBankScorer(bank, bankSize, channels, useVector512).NearestSquaredDistances(bank, bankSize, 1, distances);
+        new MemoryBankScorer(bank, bankSize, channels, useVector512, depthBlock: 16).NearestSquaredDistances(bank, bankSize, 1, distances);
         foreach (float d in distances)
         {
             Assert.IsGreaterThanOrEqualTo(0f, d);
