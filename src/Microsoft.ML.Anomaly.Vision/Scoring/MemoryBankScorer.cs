@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace Microsoft.ML.Anomaly.Vision;
 
@@ -27,8 +28,11 @@ internal sealed class MemoryBankScorer
     /// <summary>Patch rows per micro-kernel tile.</summary>
     private const int Rows = 6;
 
-    /// <summary>Micro-kernel tiles (of <see cref="Rows"/> patches) per parallel work item.</summary>
-    private const int GroupsPerBlock = 8;
+    /// <summary>
+    /// Most micro-kernel tiles (of <see cref="Rows"/> patches) per parallel work item: every bank panel fetched
+    /// from L3 serves this many tiles, while the block's packed features still fit L2 next to the panel.
+    /// </summary>
+    private const int GroupsPerBlock = 32;
 
     private const int BlockPatches = Rows * GroupsPerBlock;
 
@@ -140,7 +144,11 @@ internal sealed class MemoryBankScorer
         if (patches == 0)
             return;
 
-        int blocks = (patches + BlockPatches - 1) / BlockPatches;
+        // Equal blocks, a multiple of the thread count where possible, so that the threads finish together.
+        int totalGroups = (patches + Rows - 1) / Rows;
+        int threads = Math.Max(1, Environment.ProcessorCount);
+        int blocks = threads * ((totalGroups + threads * GroupsPerBlock - 1) / (threads * GroupsPerBlock));
+        blocks = Math.Min(blocks, totalGroups);
         fixed (float* featuresPtr = features)
         fixed (float* distancesPtr = distances)
         {
@@ -148,17 +156,20 @@ internal sealed class MemoryBankScorer
             if (blocks == 1)
             {
                 var scratch = new Scratch(Channels, _width, k);
-                ProcessBlock((float*)f, patches, 0, k, (float*)d, scratch);
+                ProcessBlock((float*)f, 0, patches, k, (float*)d, scratch);
             }
             else
             {
                 Parallel.For(
                     0,
                     blocks,
+                    new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount },
                     () => new Scratch(Channels, _width, k),
                     (block, _, scratch) =>
                     {
-                        ProcessBlock((float*)f, patches, block * BlockPatches, k, (float*)d, scratch);
+                        int first = (int)((long)totalGroups * block / blocks) * Rows;
+                        int end = Math.Min(patches, (int)((long)totalGroups * (block + 1) / blocks) * Rows);
+                        ProcessBlock((float*)f, first, end - first, k, (float*)d, scratch);
                         return scratch;
                     },
                     _ => { });
@@ -183,10 +194,10 @@ internal sealed class MemoryBankScorer
         }
     }
 
-    private unsafe void ProcessBlock(float* features, int patches, int first, int k, float* distances, Scratch scratch)
+    /// <summary>Scores patches [<paramref name="first"/>, <paramref name="first"/> + <paramref name="count"/>), count ≤ <see cref="BlockPatches"/>.</summary>
+    private unsafe void ProcessBlock(float* features, int first, int count, int k, float* distances, Scratch scratch)
     {
         int channels = Channels;
-        int count = Math.Min(BlockPatches, patches - first);
         int groups = (count + Rows - 1) / Rows;
 
         fixed (float* packedFeatures = scratch.PackedFeatures)
@@ -203,16 +214,30 @@ internal sealed class MemoryBankScorer
             PackFeatures(features + (long)first * channels, count, groups, channels, packedFeatures, featureNorms);
             new Span<float>(best, count * k).Fill(float.PositiveInfinity);
 
+            int panelFloats = channels * _width;
+            int passes = (channels + _depthBlock - 1) / _depthBlock;
+            int calls = passes * groups;
             for (int panel = 0; panel < _panels; panel++)
             {
-                float* b = bank + (long)panel * channels * _width;
+                float* b = bank + (long)panel * panelFloats;
                 float* bn = bankNorms + panel * _width;
+                // The next panel is fetched towards L2 piece by piece while this one is in use.
+                float* next = panel + 1 < _panels ? b + panelFloats : null;
+                int call = 0;
                 for (int c0 = 0; c0 < channels; c0 += _depthBlock)
                 {
                     int depth = Math.Min(_depthBlock, channels - c0);
                     bool firstPass = c0 == 0, lastPass = c0 + depth == channels;
-                    for (int g = 0; g < groups; g++)
+                    for (int g = 0; g < groups; g++, call++)
                     {
+                        if (next != null && Sse.IsSupported)
+                        {
+                            int from = (int)((long)panelFloats * call / calls) & ~15;
+                            int to = (int)((long)panelFloats * (call + 1) / calls);
+                            for (int i = from; i < to; i += 16)
+                                Sse.Prefetch1(next + i);
+                        }
+
                         float* a = packedFeatures + g * channels * Rows + c0 * Rows;
                         float* tile = tiles + g * Rows * _width;
                         if (UsesVector512)

@@ -65,6 +65,8 @@ public sealed class MemoryBankScorerTests
     [DataRow(false, 131, 33, 129, 5, 112)]
     [DataRow(false, 131, 33, 129, 5, 10)]
     [DataRow(false, 200, 64, 17, 1, 16)]
+    [DataRow(true, 899, 9, 70, 3, 4)]
+    [DataRow(false, 899, 9, 70, 3, 4)]
     public void RandomDataMatchesNaiveDoubleReference(bool useVector512, int patches, int channels, int bankSize, int k, int depthBlock)
     {
         var rng = new Random(patches * 7919 + channels * 31 + bankSize);
