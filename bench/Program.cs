@@ -1,6 +1,10 @@
+// Benchmarks: dotnet run -c Release --project bench -- <name>. Each prints its figures as ratios
+// measured side by side in one run, its last line a key=value result.
 switch (args.FirstOrDefault())
 {
     case "backbone": return BackboneBenchmark.Run(args[1..]);
+    case "scorer": return ScorerBenchmark.Run(args[1..]);
+    default:
+        Console.WriteLine("usage: dotnet run -c Release --project bench -- backbone|scorer");
+        return 1;
 }
-Console.WriteLine("usage: dotnet run -c Release --project bench -- <benchmark>");
-return 1;

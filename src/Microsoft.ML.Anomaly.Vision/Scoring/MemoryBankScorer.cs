@@ -1,0 +1,548 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace Microsoft.ML.Anomaly.Vision;
+
+/// <summary>
+/// Finds, for every patch feature, the k smallest squared euclidean distances to a fixed memory bank.
+/// </summary>
+/// <remarks>
+/// <para>
+/// The distance is expanded as d(p, m) = |f_p|² + |b_m|² − 2·f_p·b_m. The dot products are computed in
+/// register tiles (6 patches × 64 bank entries with 512-bit vectors, 6 × 16 with 256-bit vectors) and the
+/// k smallest values of every tile are merged into a small sorted buffer per patch right away, so the
+/// patches × bank distance matrix is never materialised: only a tile-sized scratch lives in L1.
+/// Patch blocks run in parallel.
+/// </para>
+/// <para>
+/// The bank is packed once, in the constructor, into panels of <c>W</c> consecutive entries laid out
+/// channel by channel (<c>[M/W][C][W]</c>), so that one vector load per channel yields <c>W</c>/16 or
+/// <c>W</c>/8 bank entries; the squared norms are precomputed. Padding entries get an infinite norm and
+/// are never selected.
+/// </para>
+/// <para>Instances are immutable after construction and <see cref="NearestSquaredDistances"/> is thread-safe.</para>
+/// </remarks>
+internal sealed class MemoryBankScorer
+{
+    /// <summary>Patch rows per micro-kernel tile.</summary>
+    private const int Rows = 6;
+
+    /// <summary>
+    /// Most micro-kernel tiles (of <see cref="Rows"/> patches) per parallel work item: every bank panel fetched
+    /// from L3 serves this many tiles, while the block's packed features still fit L2 next to the panel.
+    /// </summary>
+    private const int GroupsPerBlock = 32;
+
+    private const int BlockPatches = Rows * GroupsPerBlock;
+
+    /// <summary>Channels per pass over a bank panel, so that the panel's slice stays in L1 while all groups of a block use it.</summary>
+    internal static readonly int DefaultDepthBlock = int.TryParse(Environment.GetEnvironmentVariable("AV_KC"), out int kc) ? kc : 112;
+
+    private readonly int _depthBlock;
+
+    private readonly float[] _packed;     // pinned: [panels][channels][_width], starting at _packedOffset (64-byte aligned)
+    private readonly int _packedOffset;
+    private readonly float[] _norms;      // pinned: [panels * _width], +∞ for padding, starting at _normsOffset
+    private readonly int _normsOffset;
+    private readonly int _width;
+    private readonly int _panels;
+
+    /// <summary>Creates a scorer over <paramref name="bank"/>, using 512-bit vectors when the hardware accelerates them.</summary>
+    /// <param name="bank">The memory bank, patch-major: <paramref name="bankSize"/> rows of <paramref name="channels"/> values.</param>
+    /// <param name="bankSize">Number of bank entries M.</param>
+    /// <param name="channels">Number of channels C of every entry.</param>
+    public MemoryBankScorer(float[] bank, int bankSize, int channels)
+        : this(bank, bankSize, channels, Vector512.IsHardwareAccelerated, DefaultDepthBlock)
+    {
+    }
+
+    /// <summary>Creates a scorer with an explicit choice of the vector width (both paths give the same results).</summary>
+    /// <param name="bank">The memory bank, patch-major: <paramref name="bankSize"/> rows of <paramref name="channels"/> values.</param>
+    /// <param name="bankSize">Number of bank entries M.</param>
+    /// <param name="channels">Number of channels C of every entry.</param>
+    /// <param name="useVector512">True for the 512-bit kernel, false for the 256-bit kernel.</param>
+    /// <param name="depthBlock">Channels per pass over a bank panel (results do not depend on it).</param>
+    internal MemoryBankScorer(float[] bank, int bankSize, int channels, bool useVector512, int depthBlock)
+    {
+        if (depthBlock <= 0)
+            throw new ArgumentOutOfRangeException(nameof(depthBlock), depthBlock, "The depth block must be positive.");
+        _depthBlock = depthBlock;
+        ArgumentNullException.ThrowIfNull(bank);
+        if (bankSize <= 0)
+            throw new ArgumentOutOfRangeException(nameof(bankSize), bankSize, "The memory bank must hold at least one entry.");
+        if (channels <= 0)
+            throw new ArgumentOutOfRangeException(nameof(channels), channels, "The number of channels must be positive.");
+        if ((long)bankSize * channels != bank.LongLength)
+            throw new ArgumentException(
+                $"The memory bank holds {bank.LongLength} values but bankSize × channels = {bankSize} × {channels} = {(long)bankSize * channels}.",
+                nameof(bank));
+
+        BankSize = bankSize;
+        Channels = channels;
+        UsesVector512 = useVector512;
+        _width = useVector512 ? 64 : 16;
+        _panels = (bankSize + _width - 1) / _width;
+
+        long packedLength = (long)_panels * channels * _width;
+        if (packedLength > Array.MaxLength - 16)
+            throw new ArgumentException("The memory bank is too large to pack.", nameof(bank));
+
+        _packed = GC.AllocateArray<float>((int)packedLength + 16, pinned: true);
+        _packedOffset = AlignmentOffset(_packed);
+        _norms = GC.AllocateArray<float>(_panels * _width + 16, pinned: true);
+        _normsOffset = AlignmentOffset(_norms);
+
+        Span<float> packed = _packed.AsSpan(_packedOffset, (int)packedLength);
+        Span<float> norms = _norms.AsSpan(_normsOffset, _panels * _width);
+        norms.Fill(float.PositiveInfinity);
+        for (int m = 0; m < bankSize; m++)
+        {
+            ReadOnlySpan<float> entry = bank.AsSpan(m * channels, channels);
+            int panel = m / _width, lane = m % _width;
+            int baseIndex = panel * channels * _width + lane;
+            double norm = 0;
+            for (int c = 0; c < channels; c++)
+            {
+                float v = entry[c];
+                packed[baseIndex + c * _width] = v;
+                norm += (double)v * v;
+            }
+            norms[m] = (float)norm;
+        }
+    }
+
+    /// <summary>Number of bank entries M.</summary>
+    public int BankSize { get; }
+
+    /// <summary>Number of channels C.</summary>
+    public int Channels { get; }
+
+    /// <summary>Whether the 512-bit kernel is used.</summary>
+    internal bool UsesVector512 { get; }
+
+    /// <summary>
+    /// Computes the <paramref name="k"/> smallest squared euclidean distances from every patch to the bank, ascending.
+    /// Tiny negative values caused by rounding are clamped to 0.
+    /// </summary>
+    /// <param name="features">Patch features, patch-major: <paramref name="patches"/> rows of <see cref="Channels"/> values.</param>
+    /// <param name="patches">Number of patches.</param>
+    /// <param name="k">Number of nearest distances per patch, 1 ≤ k ≤ <see cref="BankSize"/>.</param>
+    /// <param name="distances">Receives <paramref name="patches"/> rows of <paramref name="k"/> distances, ascending.</param>
+    public unsafe void NearestSquaredDistances(ReadOnlySpan<float> features, int patches, int k, Span<float> distances)
+    {
+        if (patches < 0)
+            throw new ArgumentOutOfRangeException(nameof(patches), patches, "The number of patches must not be negative.");
+        if (k < 1 || k > BankSize)
+            throw new ArgumentOutOfRangeException(nameof(k), k, $"k must be between 1 and the bank size {BankSize}.");
+        if (features.Length < (long)patches * Channels)
+            throw new ArgumentException(
+                $"The features hold {features.Length} values, fewer than patches × channels = {patches} × {Channels}.", nameof(features));
+        if (distances.Length < (long)patches * k)
+            throw new ArgumentException(
+                $"The destination holds {distances.Length} values, fewer than patches × k = {patches} × {k}.", nameof(distances));
+        if (patches == 0)
+            return;
+
+        // Equal blocks, a multiple of the thread count where possible, so that the threads finish together.
+        int totalGroups = (patches + Rows - 1) / Rows;
+        int threads = Math.Max(1, Environment.ProcessorCount);
+        int blocks = threads * ((totalGroups + threads * GroupsPerBlock - 1) / (threads * GroupsPerBlock));
+        blocks = Math.Min(blocks, totalGroups);
+        fixed (float* featuresPtr = features)
+        fixed (float* distancesPtr = distances)
+        {
+            nint f = (nint)featuresPtr, d = (nint)distancesPtr;
+            if (blocks == 1)
+            {
+                var scratch = new Scratch(Channels, _width, k);
+                ProcessBlock((float*)f, 0, patches, k, (float*)d, scratch);
+            }
+            else
+            {
+                Parallel.For(
+                    0,
+                    blocks,
+                    new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount },
+                    () => new Scratch(Channels, _width, k),
+                    (block, _, scratch) =>
+                    {
+                        int first = (int)((long)totalGroups * block / blocks) * Rows;
+                        int end = Math.Min(patches, (int)((long)totalGroups * (block + 1) / blocks) * Rows);
+                        ProcessBlock((float*)f, first, end - first, k, (float*)d, scratch);
+                        return scratch;
+                    },
+                    _ => { });
+            }
+        }
+    }
+
+    /// <summary>Per-worker scratch: packed features of one block, the block's top-k buffers and one tile.</summary>
+    private sealed class Scratch
+    {
+        public readonly float[] PackedFeatures;
+        public readonly float[] Best;
+        public readonly float[] FeatureNorms;
+        public readonly float[] Tile;
+
+        public Scratch(int channels, int width, int k)
+        {
+            PackedFeatures = GC.AllocateUninitializedArray<float>(GroupsPerBlock * channels * Rows, pinned: true);
+            Best = new float[BlockPatches * k];
+            FeatureNorms = new float[BlockPatches];
+            Tile = GC.AllocateUninitializedArray<float>(GroupsPerBlock * Rows * width + 16, pinned: true);
+        }
+    }
+
+    /// <summary>Scores patches [<paramref name="first"/>, <paramref name="first"/> + <paramref name="count"/>), count ≤ <see cref="BlockPatches"/>.</summary>
+    private unsafe void ProcessBlock(float* features, int first, int count, int k, float* distances, Scratch scratch)
+    {
+        int channels = Channels;
+        int groups = (count + Rows - 1) / Rows;
+
+        fixed (float* packedFeatures = scratch.PackedFeatures)
+        fixed (float* best = scratch.Best)
+        fixed (float* featureNorms = scratch.FeatureNorms)
+        fixed (float* tileBase = scratch.Tile)
+        fixed (float* packedBank = _packed)
+        fixed (float* normsBase = _norms)
+        {
+            float* tiles = Align(tileBase);
+            float* bank = packedBank + _packedOffset;
+            float* bankNorms = normsBase + _normsOffset;
+
+            PackFeatures(features + (long)first * channels, count, groups, channels, packedFeatures, featureNorms);
+            new Span<float>(best, count * k).Fill(float.PositiveInfinity);
+
+            int panelFloats = channels * _width;
+            int passes = (channels + _depthBlock - 1) / _depthBlock;
+            int calls = passes * groups;
+            for (int panel = 0; panel < _panels; panel++)
+            {
+                float* b = bank + (long)panel * panelFloats;
+                float* bn = bankNorms + panel * _width;
+                // The next panel is fetched towards L2 piece by piece while this one is in use.
+                float* next = panel + 1 < _panels ? b + panelFloats : null;
+                int call = 0;
+                for (int c0 = 0; c0 < channels; c0 += _depthBlock)
+                {
+                    int depth = Math.Min(_depthBlock, channels - c0);
+                    bool firstPass = c0 == 0, lastPass = c0 + depth == channels;
+                    for (int g = 0; g < groups; g++, call++)
+                    {
+                        if (next != null && Sse.IsSupported)
+                        {
+                            int from = (int)((long)panelFloats * call / calls) & ~15;
+                            int to = (int)((long)panelFloats * (call + 1) / calls);
+                            for (int i = from; i < to; i += 16)
+                                Sse.Prefetch1(next + i);
+                        }
+
+                        float* a = packedFeatures + g * channels * Rows + c0 * Rows;
+                        float* tile = tiles + g * Rows * _width;
+                        if (UsesVector512)
+                            Kernel512(a, b + c0 * _width, depth, bn, tile, firstPass, lastPass);
+                        else
+                            Kernel256(a, b + c0 * _width, depth, bn, tile, firstPass, lastPass);
+                        if (lastPass)
+                        {
+                            int rows = Math.Min(Rows, count - g * Rows);
+                            if (UsesVector512)
+                                Select512(tile, rows, best + g * Rows * k, k);
+                            else
+                                Select256(tile, rows, best + g * Rows * k, k);
+                        }
+                    }
+                }
+            }
+
+            // The buffers hold |b|² − 2 f·b; add |f|² and clamp rounding noise at 0.
+            for (int p = 0; p < count; p++)
+            {
+                float fn = featureNorms[p];
+                float* src = best + p * k;
+                float* dst = distances + (long)(first + p) * k;
+                for (int j = 0; j < k; j++)
+                    dst[j] = MathF.Max(0f, src[j] + fn);
+            }
+        }
+    }
+
+    /// <summary>Packs <paramref name="count"/> patch rows as <c>[groups][C][Rows]</c> (zero rows pad the last group) and computes their squared norms.</summary>
+    private static unsafe void PackFeatures(float* features, int count, int groups, int channels, float* packed, float* norms)
+    {
+        for (int g = 0; g < groups; g++)
+        {
+            float* dst = packed + g * channels * Rows;
+            for (int r = 0; r < Rows; r++)
+            {
+                int p = g * Rows + r;
+                if (p < count)
+                {
+                    float* src = features + (long)p * channels;
+                    double norm = 0;
+                    for (int c = 0; c < channels; c++)
+                    {
+                        float v = src[c];
+                        dst[c * Rows + r] = v;
+                        norm += (double)v * v;
+                    }
+                    norms[p] = (float)norm;
+                }
+                else
+                {
+                    for (int c = 0; c < channels; c++)
+                        dst[c * Rows + r] = 0f;
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// 6 patches × 64 bank entries: accumulates the dot products over all channels in 24 registers,
+    /// then writes |b|² − 2·f·b into <paramref name="tile"/> ([6][64]).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static unsafe void Kernel512(float* a, float* b, int channels, float* bankNorms, float* tile, bool first, bool last)
+    {
+        Vector512<float> c00, c01, c02, c03, c10, c11, c12, c13, c20, c21, c22, c23;
+        Vector512<float> c30, c31, c32, c33, c40, c41, c42, c43, c50, c51, c52, c53;
+        if (first)
+        {
+            c00 = c01 = c02 = c03 = c10 = c11 = c12 = c13 = c20 = c21 = c22 = c23 = default;
+            c30 = c31 = c32 = c33 = c40 = c41 = c42 = c43 = c50 = c51 = c52 = c53 = default;
+        }
+        else
+        {
+            c00 = Vector512.LoadAligned(tile + 0); c01 = Vector512.LoadAligned(tile + 16);
+            c02 = Vector512.LoadAligned(tile + 32); c03 = Vector512.LoadAligned(tile + 48);
+            c10 = Vector512.LoadAligned(tile + 64); c11 = Vector512.LoadAligned(tile + 80);
+            c12 = Vector512.LoadAligned(tile + 96); c13 = Vector512.LoadAligned(tile + 112);
+            c20 = Vector512.LoadAligned(tile + 128); c21 = Vector512.LoadAligned(tile + 144);
+            c22 = Vector512.LoadAligned(tile + 160); c23 = Vector512.LoadAligned(tile + 176);
+            c30 = Vector512.LoadAligned(tile + 192); c31 = Vector512.LoadAligned(tile + 208);
+            c32 = Vector512.LoadAligned(tile + 224); c33 = Vector512.LoadAligned(tile + 240);
+            c40 = Vector512.LoadAligned(tile + 256); c41 = Vector512.LoadAligned(tile + 272);
+            c42 = Vector512.LoadAligned(tile + 288); c43 = Vector512.LoadAligned(tile + 304);
+            c50 = Vector512.LoadAligned(tile + 320); c51 = Vector512.LoadAligned(tile + 336);
+            c52 = Vector512.LoadAligned(tile + 352); c53 = Vector512.LoadAligned(tile + 368);
+        }
+
+        for (int c = 0; c < channels; c++)
+        {
+            Vector512<float> b0 = Vector512.LoadAligned(b);
+            Vector512<float> b1 = Vector512.LoadAligned(b + 16);
+            Vector512<float> b2 = Vector512.LoadAligned(b + 32);
+            Vector512<float> b3 = Vector512.LoadAligned(b + 48);
+
+            Vector512<float> a0 = Vector512.Create(a[0]);
+            c00 = Vector512.FusedMultiplyAdd(a0, b0, c00);
+            c01 = Vector512.FusedMultiplyAdd(a0, b1, c01);
+            c02 = Vector512.FusedMultiplyAdd(a0, b2, c02);
+            c03 = Vector512.FusedMultiplyAdd(a0, b3, c03);
+            Vector512<float> a1 = Vector512.Create(a[1]);
+            c10 = Vector512.FusedMultiplyAdd(a1, b0, c10);
+            c11 = Vector512.FusedMultiplyAdd(a1, b1, c11);
+            c12 = Vector512.FusedMultiplyAdd(a1, b2, c12);
+            c13 = Vector512.FusedMultiplyAdd(a1, b3, c13);
+            Vector512<float> a2 = Vector512.Create(a[2]);
+            c20 = Vector512.FusedMultiplyAdd(a2, b0, c20);
+            c21 = Vector512.FusedMultiplyAdd(a2, b1, c21);
+            c22 = Vector512.FusedMultiplyAdd(a2, b2, c22);
+            c23 = Vector512.FusedMultiplyAdd(a2, b3, c23);
+            Vector512<float> a3 = Vector512.Create(a[3]);
+            c30 = Vector512.FusedMultiplyAdd(a3, b0, c30);
+            c31 = Vector512.FusedMultiplyAdd(a3, b1, c31);
+            c32 = Vector512.FusedMultiplyAdd(a3, b2, c32);
+            c33 = Vector512.FusedMultiplyAdd(a3, b3, c33);
+            Vector512<float> a4 = Vector512.Create(a[4]);
+            c40 = Vector512.FusedMultiplyAdd(a4, b0, c40);
+            c41 = Vector512.FusedMultiplyAdd(a4, b1, c41);
+            c42 = Vector512.FusedMultiplyAdd(a4, b2, c42);
+            c43 = Vector512.FusedMultiplyAdd(a4, b3, c43);
+            Vector512<float> a5 = Vector512.Create(a[5]);
+            c50 = Vector512.FusedMultiplyAdd(a5, b0, c50);
+            c51 = Vector512.FusedMultiplyAdd(a5, b1, c51);
+            c52 = Vector512.FusedMultiplyAdd(a5, b2, c52);
+            c53 = Vector512.FusedMultiplyAdd(a5, b3, c53);
+
+            a += Rows;
+            b += 64;
+        }
+
+        Vector512<float> m2, n0, n1, n2, n3;
+        if (last)
+        {
+            m2 = Vector512.Create(-2f);
+            n0 = Vector512.LoadAligned(bankNorms);
+            n1 = Vector512.LoadAligned(bankNorms + 16);
+            n2 = Vector512.LoadAligned(bankNorms + 32);
+            n3 = Vector512.LoadAligned(bankNorms + 48);
+        }
+        else
+        {
+            // Partial sums: store the dot products unchanged (x · 1 + 0).
+            m2 = Vector512<float>.One;
+            n0 = n1 = n2 = n3 = default;
+        }
+        Vector512.StoreAligned(Vector512.FusedMultiplyAdd(c00, m2, n0), tile + 0);
+        Vector512.StoreAligned(Vector512.FusedMultiplyAdd(c01, m2, n1), tile + 16);
+        Vector512.StoreAligned(Vector512.FusedMultiplyAdd(c02, m2, n2), tile + 32);
+        Vector512.StoreAligned(Vector512.FusedMultiplyAdd(c03, m2, n3), tile + 48);
+        Vector512.StoreAligned(Vector512.FusedMultiplyAdd(c10, m2, n0), tile + 64);
+        Vector512.StoreAligned(Vector512.FusedMultiplyAdd(c11, m2, n1), tile + 80);
+        Vector512.StoreAligned(Vector512.FusedMultiplyAdd(c12, m2, n2), tile + 96);
+        Vector512.StoreAligned(Vector512.FusedMultiplyAdd(c13, m2, n3), tile + 112);
+        Vector512.StoreAligned(Vector512.FusedMultiplyAdd(c20, m2, n0), tile + 128);
+        Vector512.StoreAligned(Vector512.FusedMultiplyAdd(c21, m2, n1), tile + 144);
+        Vector512.StoreAligned(Vector512.FusedMultiplyAdd(c22, m2, n2), tile + 160);
+        Vector512.StoreAligned(Vector512.FusedMultiplyAdd(c23, m2, n3), tile + 176);
+        Vector512.StoreAligned(Vector512.FusedMultiplyAdd(c30, m2, n0), tile + 192);
+        Vector512.StoreAligned(Vector512.FusedMultiplyAdd(c31, m2, n1), tile + 208);
+        Vector512.StoreAligned(Vector512.FusedMultiplyAdd(c32, m2, n2), tile + 224);
+        Vector512.StoreAligned(Vector512.FusedMultiplyAdd(c33, m2, n3), tile + 240);
+        Vector512.StoreAligned(Vector512.FusedMultiplyAdd(c40, m2, n0), tile + 256);
+        Vector512.StoreAligned(Vector512.FusedMultiplyAdd(c41, m2, n1), tile + 272);
+        Vector512.StoreAligned(Vector512.FusedMultiplyAdd(c42, m2, n2), tile + 288);
+        Vector512.StoreAligned(Vector512.FusedMultiplyAdd(c43, m2, n3), tile + 304);
+        Vector512.StoreAligned(Vector512.FusedMultiplyAdd(c50, m2, n0), tile + 320);
+        Vector512.StoreAligned(Vector512.FusedMultiplyAdd(c51, m2, n1), tile + 336);
+        Vector512.StoreAligned(Vector512.FusedMultiplyAdd(c52, m2, n2), tile + 352);
+        Vector512.StoreAligned(Vector512.FusedMultiplyAdd(c53, m2, n3), tile + 368);
+    }
+
+    /// <summary>
+    /// 6 patches × 16 bank entries with 256-bit vectors (15 registers live): writes |b|² − 2·f·b into
+    /// <paramref name="tile"/> ([6][16]).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static unsafe void Kernel256(float* a, float* b, int channels, float* bankNorms, float* tile, bool first, bool last)
+    {
+        Vector256<float> c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
+        if (first)
+        {
+            c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = c40 = c41 = c50 = c51 = default;
+        }
+        else
+        {
+            c00 = Vector256.LoadAligned(tile + 0); c01 = Vector256.LoadAligned(tile + 8);
+            c10 = Vector256.LoadAligned(tile + 16); c11 = Vector256.LoadAligned(tile + 24);
+            c20 = Vector256.LoadAligned(tile + 32); c21 = Vector256.LoadAligned(tile + 40);
+            c30 = Vector256.LoadAligned(tile + 48); c31 = Vector256.LoadAligned(tile + 56);
+            c40 = Vector256.LoadAligned(tile + 64); c41 = Vector256.LoadAligned(tile + 72);
+            c50 = Vector256.LoadAligned(tile + 80); c51 = Vector256.LoadAligned(tile + 88);
+        }
+
+        for (int c = 0; c < channels; c++)
+        {
+            Vector256<float> b0 = Vector256.LoadAligned(b);
+            Vector256<float> b1 = Vector256.LoadAligned(b + 8);
+
+            Vector256<float> a0 = Vector256.Create(a[0]);
+            c00 = Vector256.FusedMultiplyAdd(a0, b0, c00);
+            c01 = Vector256.FusedMultiplyAdd(a0, b1, c01);
+            Vector256<float> a1 = Vector256.Create(a[1]);
+            c10 = Vector256.FusedMultiplyAdd(a1, b0, c10);
+            c11 = Vector256.FusedMultiplyAdd(a1, b1, c11);
+            Vector256<float> a2 = Vector256.Create(a[2]);
+            c20 = Vector256.FusedMultiplyAdd(a2, b0, c20);
+            c21 = Vector256.FusedMultiplyAdd(a2, b1, c21);
+            Vector256<float> a3 = Vector256.Create(a[3]);
+            c30 = Vector256.FusedMultiplyAdd(a3, b0, c30);
+            c31 = Vector256.FusedMultiplyAdd(a3, b1, c31);
+            Vector256<float> a4 = Vector256.Create(a[4]);
+            c40 = Vector256.FusedMultiplyAdd(a4, b0, c40);
+            c41 = Vector256.FusedMultiplyAdd(a4, b1, c41);
+            Vector256<float> a5 = Vector256.Create(a[5]);
+            c50 = Vector256.FusedMultiplyAdd(a5, b0, c50);
+            c51 = Vector256.FusedMultiplyAdd(a5, b1, c51);
+
+            a += Rows;
+            b += 16;
+        }
+
+        Vector256<float> m2, n0, n1;
+        if (last)
+        {
+            m2 = Vector256.Create(-2f);
+            n0 = Vector256.LoadAligned(bankNorms);
+            n1 = Vector256.LoadAligned(bankNorms + 8);
+        }
+        else
+        {
+            // Partial sums: store the dot products unchanged (x · 1 + 0).
+            m2 = Vector256<float>.One;
+            n0 = n1 = default;
+        }
+        Vector256.StoreAligned(Vector256.FusedMultiplyAdd(c00, m2, n0), tile + 0);
+        Vector256.StoreAligned(Vector256.FusedMultiplyAdd(c01, m2, n1), tile + 8);
+        Vector256.StoreAligned(Vector256.FusedMultiplyAdd(c10, m2, n0), tile + 16);
+        Vector256.StoreAligned(Vector256.FusedMultiplyAdd(c11, m2, n1), tile + 24);
+        Vector256.StoreAligned(Vector256.FusedMultiplyAdd(c20, m2, n0), tile + 32);
+        Vector256.StoreAligned(Vector256.FusedMultiplyAdd(c21, m2, n1), tile + 40);
+        Vector256.StoreAligned(Vector256.FusedMultiplyAdd(c30, m2, n0), tile + 48);
+        Vector256.StoreAligned(Vector256.FusedMultiplyAdd(c31, m2, n1), tile + 56);
+        Vector256.StoreAligned(Vector256.FusedMultiplyAdd(c40, m2, n0), tile + 64);
+        Vector256.StoreAligned(Vector256.FusedMultiplyAdd(c41, m2, n1), tile + 72);
+        Vector256.StoreAligned(Vector256.FusedMultiplyAdd(c50, m2, n0), tile + 80);
+        Vector256.StoreAligned(Vector256.FusedMultiplyAdd(c51, m2, n1), tile + 88);
+    }
+
+    /// <summary>Merges the rows of a [6][64] tile into the patches' sorted k-smallest buffers.</summary>
+    private static unsafe void Select512(float* tile, int rows, float* best, int k)
+    {
+        for (int r = 0; r < rows; r++, tile += 64, best += k)
+        {
+            Vector512<float> threshold = Vector512.Create(best[k - 1]);
+            for (int j = 0; j < 64; j += 16)
+            {
+                ulong mask = Vector512.LessThan(Vector512.LoadAligned(tile + j), threshold).ExtractMostSignificantBits();
+                if (mask != 0)
+                    InsertLanes(tile + j, mask, best, k);
+            }
+        }
+    }
+
+    /// <summary>Merges the rows of a [6][16] tile into the patches' sorted k-smallest buffers.</summary>
+    private static unsafe void Select256(float* tile, int rows, float* best, int k)
+    {
+        for (int r = 0; r < rows; r++, tile += 16, best += k)
+        {
+            Vector256<float> threshold = Vector256.Create(best[k - 1]);
+            uint mask = Vector256.LessThan(Vector256.LoadAligned(tile), threshold).ExtractMostSignificantBits()
+                | (Vector256.LessThan(Vector256.LoadAligned(tile + 8), threshold).ExtractMostSignificantBits() << 8);
+            if (mask != 0)
+                InsertLanes(tile, mask, best, k);
+        }
+    }
+
+    /// <summary>Inserts the lanes of <paramref name="values"/> flagged in <paramref name="mask"/> into the ascending buffer, keeping its k smallest.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static unsafe void InsertLanes(float* values, ulong mask, float* best, int k)
+    {
+        do
+        {
+            float v = values[System.Numerics.BitOperations.TrailingZeroCount(mask)];
+            mask &= mask - 1;
+            if (v < best[k - 1])
+            {
+                int i = k - 1;
+                while (i > 0 && best[i - 1] > v)
+                {
+                    best[i] = best[i - 1];
+                    i--;
+                }
+                best[i] = v;
+            }
+        }
+        while (mask != 0);
+    }
+
+    private static unsafe int AlignmentOffset(float[] pinned)
+    {
+        fixed (float* p = pinned)
+            return (int)((64 - ((nuint)p & 63)) & 63) / sizeof(float);
+    }
+
+    private static unsafe float* Align(float* p) => (float*)(((nuint)p + 63) & ~(nuint)63);
+}
