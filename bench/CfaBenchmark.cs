@@ -21,18 +21,23 @@ internal static class CfaBenchmark
 
         var options = new CfaTrainingOptions { Epochs = epochs, BatchSize = batch, Device = ComputeDevice.Cpu };
         var clock = Stopwatch.StartNew();
-        TimeSpan last = TimeSpan.Zero;
+        var process = Process.GetCurrentProcess();
+        TimeSpan last = TimeSpan.Zero, lastCpu = process.TotalProcessorTime;
         var progress = new SyncProgress(p =>
         {
             if (p.Stage == "memory bank" && p.Step < p.Steps)
                 return;
             var now = clock.Elapsed;
-            Console.WriteLine($"{p.Stage,-12} {p.Step}/{p.Steps}  loss {p.Loss,10:G5}  {(now - last).TotalSeconds,7:F2} s");
+            process.Refresh();
+            var cpu = process.TotalProcessorTime;
+            Console.WriteLine($"{p.Stage,-12} {p.Step}/{p.Steps}  loss {p.Loss,10:G5}  wall {(now - last).TotalSeconds,7:F2} s  cpu {(cpu - lastCpu).TotalSeconds,7:F2} s");
             last = now;
+            lastCpu = cpu;
         });
         var model = CfaTrainer.Train(source, options, progress);
         Console.WriteLine($"CFA: {images} images, layers {string.Join(", ", layers)}, descriptor {model.InputChannels}→{model.DescriptorChannels}, " +
-                          $"bank {model.BankSize}, {epochs} epochs: {clock.Elapsed.TotalSeconds:F2} s in all, {Environment.ProcessorCount} cores");
+                          $"bank {model.BankSize}, {epochs} epochs: {clock.Elapsed.TotalSeconds:F2} s in all, {Environment.ProcessorCount} cores, " +
+                          $"TorchSharp threads {TorchSharp.torch.get_num_threads()}");
         return 0;
     }
 

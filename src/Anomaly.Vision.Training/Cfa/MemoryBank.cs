@@ -54,13 +54,26 @@ internal static class MemoryBank
         using var noGrad = no_grad();
         long b = features.shape[0], c = features.shape[1], h = features.shape[2], w = features.shape[3];
         int k = (int)indices.shape[1];
-        var weighted = zeros(new long[] { b, h, w, c }, features.dtype, features.device);
+        // In-place arithmetic where possible: fresh large tensors cost page faults on every step.
+        Tensor? weighted = null;
         for (int j = 0; j < k; j++)
         {
             var entries = bank.index_select(0, indices.select(1, j).reshape(-1)).reshape(b, h, w, c);
-            weighted.add_(entries * distanceGradient.select(1, j).unsqueeze(-1));
+            entries.mul_(distanceGradient.select(1, j).unsqueeze(-1));
+            if (weighted is null)
+            {
+                weighted = entries;
+            }
+            else
+            {
+                weighted.add_(entries);
+                entries.Dispose();
+            }
         }
-        return 2 * (distanceGradient.sum(1, keepdim: true) * features.detach() - weighted.permute(0, 3, 1, 2));
+        var gradient = features.detach() * distanceGradient.sum(1, keepdim: true);
+        gradient.sub_(weighted!.permute(0, 3, 1, 2));
+        weighted.Dispose();
+        return gradient.mul_(2);
     }
 
     /// <summary>‖c‖² of each bank entry [M, C], shaped [1, M, 1, 1].</summary>
