@@ -12,8 +12,9 @@ namespace Microsoft.ML.Anomaly.Vision;
 /// The distance is expanded as d(p, m) = |f_p|² + |b_m|² − 2·f_p·b_m. The dot products are computed in
 /// register tiles (6 patches × 64 bank entries with 512-bit vectors, 6 × 16 with 256-bit vectors) and the
 /// k smallest values of every tile are merged into a small sorted buffer per patch right away, so the
-/// patches × bank distance matrix is never materialised: only a tile-sized scratch lives in L1.
-/// Patch blocks run in parallel.
+/// patches × bank distance matrix is never materialised: only tile-sized scratch is used. Blocks of up to
+/// 192 patches run in parallel; each block streams the packed bank panel by panel (the next panel is
+/// prefetched into L2) and uses every panel for all of its tiles before moving on.
 /// </para>
 /// <para>
 /// The bank is packed once, in the constructor, into panels of <c>W</c> consecutive entries laid out
@@ -36,8 +37,11 @@ internal sealed class MemoryBankScorer
 
     private const int BlockPatches = Rows * GroupsPerBlock;
 
-    /// <summary>Channels per pass over a bank panel, so that the panel's slice stays in L1 while all groups of a block use it.</summary>
-    internal static readonly int DefaultDepthBlock = int.TryParse(Environment.GetEnvironmentVariable("AV_KC"), out int kc) ? kc : 112;
+    /// <summary>
+    /// Channels per pass over a bank panel: every tile of a block uses the same panel slice before the next
+    /// slice is read, which keeps the slice in the inner caches (448 channels take two passes).
+    /// </summary>
+    internal const int DefaultDepthBlock = 224;
 
     private readonly int _depthBlock;
 
