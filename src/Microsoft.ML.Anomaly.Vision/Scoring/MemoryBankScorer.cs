@@ -97,22 +97,34 @@ internal sealed class MemoryBankScorer
         _norms = GC.AllocateArray<float>(_panels * _width + 16, pinned: true);
         _normsOffset = AlignmentOffset(_norms);
 
-        Span<float> packed = _packed.AsSpan(_packedOffset, (int)packedLength);
-        Span<float> norms = _norms.AsSpan(_normsOffset, _panels * _width);
+        PackBank(bank, bankSize, channels, _width, _packed.AsSpan(_packedOffset, (int)packedLength), _norms.AsSpan(_normsOffset, _panels * _width));
+    }
+
+    /// <summary>Writes the bank as panels <c>[M/W][C][W]</c> (zero padding) and the squared norms (+∞ for padding).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void PackBank(float[] bank, int bankSize, int channels, int width, Span<float> packed, Span<float> norms)
+    {
         norms.Fill(float.PositiveInfinity);
         for (int m = 0; m < bankSize; m++)
         {
             ReadOnlySpan<float> entry = bank.AsSpan(m * channels, channels);
-            int panel = m / _width, lane = m % _width;
-            int baseIndex = panel * channels * _width + lane;
             double norm = 0;
-            for (int c = 0; c < channels; c++)
-            {
-                float v = entry[c];
-                packed[baseIndex + c * _width] = v;
+            foreach (float v in entry)
                 norm += (double)v * v;
-            }
             norms[m] = (float)norm;
+        }
+
+        for (int panel0 = 0; panel0 < bankSize; panel0 += width)
+        {
+            int lanes = Math.Min(width, bankSize - panel0);
+            Span<float> dst = packed.Slice(panel0 * channels, channels * width);
+            dst.Clear();
+            for (int lane = 0; lane < lanes; lane++)
+            {
+                ReadOnlySpan<float> entry = bank.AsSpan((panel0 + lane) * channels, channels);
+                for (int c = 0; c < channels; c++)
+                    dst[c * width + lane] = entry[c];
+            }
         }
     }
 
