@@ -193,7 +193,7 @@ internal sealed class MemoryBankScorer
         }
     }
 
-    /// <summary>Per-worker scratch: packed features of one block, the block's top-k buffers and one tile.</summary>
+    /// <summary>Per-worker scratch: packed features of one block, the block's top-k buffers and its tiles.</summary>
     private sealed class Scratch
     {
         public readonly float[] PackedFeatures;
