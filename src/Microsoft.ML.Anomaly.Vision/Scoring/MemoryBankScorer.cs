@@ -12,8 +12,9 @@ namespace Microsoft.ML.Anomaly.Vision;
 /// The distance is expanded as d(p, m) = |f_p|² + |b_m|² − 2·f_p·b_m. The dot products are computed in
 /// register tiles (6 patches × 64 bank entries with 512-bit vectors, 6 × 16 with 256-bit vectors) and the
 /// k smallest values of every tile are merged into a small sorted buffer per patch right away, so the
-/// patches × bank distance matrix is never materialised: only a tile-sized scratch lives in L1.
-/// Patch blocks run in parallel.
+/// patches × bank distance matrix is never materialised: only tile-sized scratch is used. Blocks of up to
+/// 192 patches run in parallel; each block streams the packed bank panel by panel (the next panel is
+/// prefetched into L2) and uses every panel for all of its tiles before moving on.
 /// </para>
 /// <para>
 /// The bank is packed once, in the constructor, into panels of <c>W</c> consecutive entries laid out
@@ -36,8 +37,11 @@ internal sealed class MemoryBankScorer
 
     private const int BlockPatches = Rows * GroupsPerBlock;
 
-    /// <summary>Channels per pass over a bank panel, so that the panel's slice stays in L1 while all groups of a block use it.</summary>
-    internal static readonly int DefaultDepthBlock = int.TryParse(Environment.GetEnvironmentVariable("AV_KC"), out int kc) ? kc : 112;
+    /// <summary>
+    /// Channels per pass over a bank panel: every tile of a block uses the same panel slice before the next
+    /// slice is read, which keeps the slice in the inner caches (448 channels take two passes).
+    /// </summary>
+    internal const int DefaultDepthBlock = 224;
 
     private readonly int _depthBlock;
 
@@ -93,22 +97,34 @@ internal sealed class MemoryBankScorer
         _norms = GC.AllocateArray<float>(_panels * _width + 16, pinned: true);
         _normsOffset = AlignmentOffset(_norms);
 
-        Span<float> packed = _packed.AsSpan(_packedOffset, (int)packedLength);
-        Span<float> norms = _norms.AsSpan(_normsOffset, _panels * _width);
+        PackBank(bank, bankSize, channels, _width, _packed.AsSpan(_packedOffset, (int)packedLength), _norms.AsSpan(_normsOffset, _panels * _width));
+    }
+
+    /// <summary>Writes the bank as panels <c>[M/W][C][W]</c> (zero padding) and the squared norms (+∞ for padding).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void PackBank(float[] bank, int bankSize, int channels, int width, Span<float> packed, Span<float> norms)
+    {
         norms.Fill(float.PositiveInfinity);
         for (int m = 0; m < bankSize; m++)
         {
             ReadOnlySpan<float> entry = bank.AsSpan(m * channels, channels);
-            int panel = m / _width, lane = m % _width;
-            int baseIndex = panel * channels * _width + lane;
             double norm = 0;
-            for (int c = 0; c < channels; c++)
-            {
-                float v = entry[c];
-                packed[baseIndex + c * _width] = v;
+            foreach (float v in entry)
                 norm += (double)v * v;
-            }
             norms[m] = (float)norm;
+        }
+
+        for (int panel0 = 0; panel0 < bankSize; panel0 += width)
+        {
+            int lanes = Math.Min(width, bankSize - panel0);
+            Span<float> dst = packed.Slice(panel0 * channels, channels * width);
+            dst.Clear();
+            for (int lane = 0; lane < lanes; lane++)
+            {
+                ReadOnlySpan<float> entry = bank.AsSpan((panel0 + lane) * channels, channels);
+                for (int c = 0; c < channels; c++)
+                    dst[c * width + lane] = entry[c];
+            }
         }
     }
 
@@ -177,7 +193,7 @@ internal sealed class MemoryBankScorer
         }
     }
 
-    /// <summary>Per-worker scratch: packed features of one block, the block's top-k buffers and one tile.</summary>
+    /// <summary>Per-worker scratch: packed features of one block, the block's top-k buffers and its tiles.</summary>
     private sealed class Scratch
     {
         public readonly float[] PackedFeatures;
