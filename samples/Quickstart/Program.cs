@@ -1,4 +1,168 @@
+// Quickstart: train CFA, DFM and CFlow on good parts, score a test set, evaluate, save, reload, and
+// write pictures and a report. With no arguments it runs on a generated synthetic defect set and an
+// untrained ResNet-18, so it needs no download:
+//
+//   dotnet run -c Release --project samples/Quickstart
+//   dotnet run -c Release --project samples/Quickstart -- --data <MVTec root> --category bottle --backbone resnet18.onnx
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
 using Anomaly.Vision.Training;
+using Microsoft.ML;
+using Microsoft.ML.Anomaly.Vision;
+using Microsoft.ML.Anomaly.Vision.Reporting;
+using Microsoft.ML.Data;
+using Quickstart;
+using Spectre.Console;
 
-TorchRuntime.EnsureAvailable();
-Console.WriteLine("Anomaly.Vision quickstart: TorchSharp runtime loaded.");
+var settings = QuickstartSettings.Parse(args);
+if (settings is null)
+    return 2;
+
+Directory.CreateDirectory(settings.OutputFolder);
+var mlContext = new MLContext(seed: 0);
+
+// 1. Data: an MVTec AD category, or a generated synthetic set in the same layout.
+string dataRoot = settings.DataRoot ?? Path.Combine(settings.OutputFolder, "data");
+string category = settings.Category;
+if (settings.DataRoot is null)
+{
+    AnsiConsole.MarkupLine($"Generating the synthetic defect set in [blue]{Markup.Escape(dataRoot)}[/] ...");
+    SyntheticDefectSet.Generate(dataRoot, new SyntheticDefectSetOptions { Categories = [category], Overwrite = true });
+}
+IDataView train = mlContext.Data.LoadMvtecAd(dataRoot, category, MvtecSplit.Train);
+IDataView test = mlContext.Data.LoadMvtecAd(dataRoot, category, MvtecSplit.Test);
+
+// 2. Backbone: the user's ONNX file, or an untrained ResNet-18 written here.
+string backbonePath = settings.BackbonePath ?? Path.Combine(settings.OutputFolder, "resnet18-untrained.onnx");
+if (settings.BackbonePath is null)
+{
+    File.WriteAllBytes(backbonePath, ResNetBackbones.CreateUntrainedResNet18(seed: 0));
+    AnsiConsole.MarkupLine("[yellow]No --backbone given: using a ResNet-18 with UNTRAINED random weights.[/] " +
+                           "Scores are far better with an ImageNet-pretrained backbone (see the README).");
+}
+
+var results = new List<AlgorithmResult>();
+foreach (string algorithm in settings.Algorithms)
+{
+    AnsiConsole.Write(new Rule($"[bold]{algorithm.ToUpperInvariant()}[/]").LeftJustified());
+    results.Add(Run(algorithm));
+}
+
+// 5. Pictures, report and metrics.json.
+string rocPng = Path.Combine(settings.OutputFolder, "roc.png");
+AnomalyReport.WriteRocCurve(results.ToDictionary(r => r.Name, r => (r.Scores, r.Labels)), rocPng);
+string reportHtml = Path.Combine(settings.OutputFolder, "report.html");
+AnomalyReport.WriteHtml(reportHtml, results.ToDictionary(r => r.Name, r => r.Metrics), rocPng,
+    results.SelectMany(r => r.Overlays).ToList(), $"Anomaly.Vision quickstart: {category}");
+string metricsJson = Path.Combine(settings.OutputFolder, "metrics.json");
+File.WriteAllText(metricsJson, JsonSerializer.Serialize(
+    results.ToDictionary(r => r.Name, r => r.ToJson()), new JsonSerializerOptions { WriteIndented = true }));
+
+var table = new Table().AddColumns("algorithm", "image AUROC", "pixel AUROC", "AUPRO", "image F1", "fit s", "images/s", "reload max |Δ|");
+foreach (var r in results)
+    table.AddRow(r.Name, F(r.Metrics.ImageAuroc), F(r.Metrics.PixelAuroc), F(r.Metrics.Aupro), F(r.Metrics.ImageF1Max),
+        F(r.FitSeconds, "F1"), F(r.ImagesPerSecond, "F1"), r.ReloadMaxAbsDiff.ToString("G3", CultureInfo.InvariantCulture));
+AnsiConsole.Write(table);
+AnsiConsole.MarkupLine($"Report: [blue]{Markup.Escape(reportHtml)}[/]  metrics: [blue]{Markup.Escape(metricsJson)}[/]");
+
+bool reloadOk = results.All(r => r.ReloadMaxAbsDiff <= 1e-5);
+if (!reloadOk)
+    AnsiConsole.MarkupLine("[red]A reloaded model scored differently from the trained one.[/]");
+return reloadOk ? 0 : 1;
+
+AlgorithmResult Run(string algorithm)
+{
+    // 3. Fit on good images, with a progress bar over feature extraction and training epochs.
+    IEstimator<ITransformer> estimator = CreateEstimator(algorithm, out string note);
+    if (note.Length > 0)
+        AnsiConsole.MarkupLine($"[grey]{Markup.Escape(note)}[/]");
+    var fitWatch = Stopwatch.StartNew();
+    ITransformer model = null!;
+    AnsiConsole.Progress().AutoClear(false).Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn())
+        .Start(context =>
+        {
+            var tasks = new Dictionary<string, ProgressTask>();
+            FitProgress.Sink = report =>
+            {
+                if (!tasks.TryGetValue(report.Stage, out var task))
+                    tasks[report.Stage] = task = context.AddTask(report.Stage);
+                task.MaxValue = Math.Max(1, report.Steps);
+                task.Value = report.Step;
+                if (!double.IsNaN(report.Loss))
+                    task.Description = $"{report.Stage} (loss {report.Loss:G4})";
+            };
+            model = estimator.Fit(train);
+            foreach (var task in tasks.Values)
+                task.Value = task.MaxValue;
+        });
+    double fitSeconds = fitWatch.Elapsed.TotalSeconds;
+
+    // 4. Score the test set once (cached), evaluate, save, reload in a new MLContext and compare.
+    var scoreWatch = Stopwatch.StartNew();
+    IDataView scored = mlContext.Data.Cache(model.Transform(test));
+    var rows = mlContext.Data.CreateEnumerable<ScoredImage>(scored, reuseRowObject: false).ToList();
+    double imagesPerSecond = rows.Count / scoreWatch.Elapsed.TotalSeconds;
+    ImageAnomalyMetrics metrics = mlContext.AnomalyDetection.EvaluateImageAnomalies(scored);
+
+    string zip = Path.Combine(settings.OutputFolder, $"{algorithm}.zip");
+    mlContext.Model.Save(model, train.Schema, zip);
+    var freshContext = new MLContext();
+    ITransformer reloaded = freshContext.Model.Load(zip, out _);
+    var reloadedScores = freshContext.Data.CreateEnumerable<ScoredImage>(reloaded.Transform(test), reuseRowObject: false).Select(r => r.Score).ToList();
+    double reloadDiff = rows.Zip(reloadedScores, (a, b) => (double)Math.Abs(a.Score - b)).Max();
+    (model as IDisposable)?.Dispose();
+    (reloaded as IDisposable)?.Dispose();
+
+    var overlays = WriteOverlays(algorithm, rows);
+    AnsiConsole.MarkupLine($"{algorithm}: fitted in {fitSeconds:F1} s, scored {imagesPerSecond:F1} images/s, saved to {Markup.Escape(zip)}");
+    return new AlgorithmResult(algorithm, metrics, fitSeconds, imagesPerSecond, reloadDiff,
+        rows.Select(r => r.Score).ToArray(), rows.Select(r => r.Label).ToArray(), overlays);
+}
+
+IEstimator<ITransformer> CreateEstimator(string algorithm, out string note)
+{
+    int size = settings.ImageSize;
+    note = "";
+    switch (algorithm)
+    {
+        case "cfa":
+            var cfa = new CfaOptions { BackbonePath = backbonePath, InputColumnName = "ImagePath", ImageHeight = size, ImageWidth = size, Progress = FitProgress.Instance };
+            if (settings.Epochs is int cfaEpochs)
+                cfa.Epochs = cfaEpochs;
+            return mlContext.Transforms.DetectCfaAnomalies(cfa);
+        case "dfm":
+            return mlContext.Transforms.DetectDfmAnomalies(new DfmOptions
+            { BackbonePath = backbonePath, InputColumnName = "ImagePath", ImageHeight = size, ImageWidth = size, Progress = FitProgress.Instance });
+        case "cflow":
+            var cflow = new CflowOptions { BackbonePath = backbonePath, InputColumnName = "ImagePath", ImageHeight = size, ImageWidth = size, Progress = FitProgress.Instance };
+            cflow.Epochs = settings.Epochs ?? QuickstartSettings.CflowQuickEpochs;
+            if (settings.Epochs is null)
+                note = $"CFlow trains {cflow.Epochs} epochs here instead of its default 50, to keep the quickstart short (--epochs changes it).";
+            return mlContext.Transforms.DetectCflowAnomalies(cflow);
+        default:
+            throw new ArgumentException($"Unknown algorithm '{algorithm}'.");
+    }
+}
+
+List<(string Algorithm, string OverlayPng, string Caption)> WriteOverlays(string algorithm, List<ScoredImage> rows)
+{
+    string folder = Path.Combine(settings.OutputFolder, "overlays", algorithm);
+    Directory.CreateDirectory(folder);
+    int size = settings.ImageSize;
+    // One colour range for all of an algorithm's overlays, so that maps compare across images.
+    float min = rows.Min(r => r.AnomalyMap.Min()), max = rows.Max(r => r.AnomalyMap.Max());
+    var picked = rows.Where(r => r.Label).Take(settings.OverlaysPerAlgorithm - 2).Concat(rows.Where(r => !r.Label).Take(2));
+    var overlays = new List<(string, string, string)>();
+    foreach (var row in picked)
+    {
+        string name = $"{row.DefectType}_{Path.GetFileNameWithoutExtension(row.ImagePath)}.png";
+        string png = Path.Combine(folder, name);
+        AnomalyReport.WriteOverlay(row.ImagePath, row.AnomalyMap, size, size, row.Score,
+            string.IsNullOrEmpty(row.MaskPath) ? null : row.MaskPath, min, max > min ? max : min + 1, png);
+        overlays.Add((algorithm, png, $"{row.DefectType} · score {row.Score:G4}"));
+    }
+    return overlays;
+}
+
+static string F(double? value, string format = "F3") => value is double v ? v.ToString(format, CultureInfo.InvariantCulture) : "–";

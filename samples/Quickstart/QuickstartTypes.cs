@@ -1,0 +1,95 @@
+using System.Globalization;
+using Anomaly.Vision.Training;
+using Microsoft.ML.Anomaly.Vision;
+
+namespace Quickstart;
+
+/// <summary>Command-line settings of the quickstart.</summary>
+internal sealed record QuickstartSettings(string? DataRoot, string Category, string? BackbonePath, string OutputFolder,
+    int ImageSize, int? Epochs, IReadOnlyList<string> Algorithms, int OverlaysPerAlgorithm)
+{
+    /// <summary>CFlow epochs when --epochs is not given (its default, 50, takes too long for a quickstart on a CPU).</summary>
+    public const int CflowQuickEpochs = 3;
+
+    private const string Usage =
+        "usage: Quickstart [--data <MVTec root> --category <name>] [--backbone <model.onnx>] [--out <folder>]\n" +
+        "                  [--image-size <pixels>] [--epochs <n>] [--algorithms cfa,dfm,cflow]";
+
+    public static QuickstartSettings? Parse(string[] args)
+    {
+        var values = new Dictionary<string, string>();
+        for (int i = 0; i < args.Length; i++)
+        {
+            if (!args[i].StartsWith("--", StringComparison.Ordinal) || i + 1 >= args.Length)
+            {
+                Console.Error.WriteLine(args[i] is "--help" or "-h" ? Usage : $"unexpected argument '{args[i]}'\n{Usage}");
+                return null;
+            }
+            values[args[i][2..]] = args[++i];
+        }
+        string[] known = ["data", "category", "backbone", "out", "image-size", "epochs", "algorithms"];
+        if (values.Keys.FirstOrDefault(k => !known.Contains(k)) is string unknown)
+        {
+            Console.Error.WriteLine($"unknown option --{unknown}\n{Usage}");
+            return null;
+        }
+        if (values.ContainsKey("data") && !values.ContainsKey("category"))
+        {
+            Console.Error.WriteLine($"--data needs --category (an MVTec category folder name)\n{Usage}");
+            return null;
+        }
+        string[] algorithms = (values.GetValueOrDefault("algorithms") ?? "cfa,dfm,cflow").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        if (algorithms.Length == 0 || algorithms.Any(a => a is not ("cfa" or "dfm" or "cflow")))
+        {
+            Console.Error.WriteLine($"--algorithms takes a comma-separated list of cfa, dfm, cflow\n{Usage}");
+            return null;
+        }
+        return new QuickstartSettings(
+            values.GetValueOrDefault("data"),
+            values.GetValueOrDefault("category") ?? SyntheticDefectSet.Washer,
+            values.GetValueOrDefault("backbone"),
+            values.GetValueOrDefault("out") ?? Path.Combine("artifacts", "quickstart"),
+            int.Parse(values.GetValueOrDefault("image-size") ?? "256", CultureInfo.InvariantCulture),
+            values.TryGetValue("epochs", out string? epochs) ? int.Parse(epochs, CultureInfo.InvariantCulture) : null,
+            algorithms,
+            OverlaysPerAlgorithm: 8);
+    }
+}
+
+/// <summary>One scored test image, as read back from the transformed data.</summary>
+internal sealed class ScoredImage
+{
+    public string ImagePath { get; set; } = "";
+    public bool Label { get; set; }
+    public string DefectType { get; set; } = "";
+    public string MaskPath { get; set; } = "";
+    public float Score { get; set; }
+    public float[] AnomalyMap { get; set; } = [];
+}
+
+/// <summary>What the quickstart measured for one algorithm.</summary>
+internal sealed record AlgorithmResult(string Name, ImageAnomalyMetrics Metrics, double FitSeconds, double ImagesPerSecond,
+    double ReloadMaxAbsDiff, float[] Scores, bool[] Labels, List<(string Algorithm, string OverlayPng, string Caption)> Overlays)
+{
+    /// <summary>The metrics.json entry; its keys are read by other tools and must stay stable.</summary>
+    public Dictionary<string, double?> ToJson() => new()
+    {
+        ["image_auroc"] = Metrics.ImageAuroc,
+        ["pixel_auroc"] = Metrics.PixelAuroc,
+        ["aupro"] = Metrics.Aupro,
+        ["image_f1"] = Metrics.ImageF1Max,
+        ["fit_seconds"] = FitSeconds,
+        ["images_per_second"] = ImagesPerSecond,
+        ["reload_max_abs_diff"] = ReloadMaxAbsDiff,
+    };
+}
+
+/// <summary>Routes the detectors' progress reports to the progress bar that is showing.</summary>
+internal sealed class FitProgress : IProgress<TrainingProgress>
+{
+    public static readonly FitProgress Instance = new();
+
+    public static Action<TrainingProgress>? Sink { get; set; }
+
+    public void Report(TrainingProgress value) => Sink?.Invoke(value);
+}

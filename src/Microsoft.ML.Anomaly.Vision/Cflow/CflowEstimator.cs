@@ -1,0 +1,50 @@
+using Anomaly.Vision.Training;
+using Microsoft.ML.Anomaly.Vision.Common;
+using Microsoft.ML.Runtime;
+
+namespace Microsoft.ML.Anomaly.Vision;
+
+/// <summary>
+/// Fits a <see cref="CflowTransformer"/>: runs the training images (good parts only) through the frozen
+/// backbone once and trains one conditional normalizing flow per layer with TorchSharp.
+/// Create it with <c>mlContext.Transforms.DetectCflowAnomalies(...)</c>.
+/// </summary>
+public sealed class CflowEstimator : ImageAnomalyEstimatorBase<CflowTransformer>
+{
+    private readonly CflowOptions _options;
+
+    internal CflowEstimator(IHostEnvironment env, CflowOptions options)
+        : base(env, nameof(CflowEstimator), Checked(options), producesMap: true) => _options = options;
+
+    /// <summary>Trains CFlow on the images of <paramref name="input"/>, all assumed to show good parts.</summary>
+    /// <param name="input">Data with the image column (an MLImage or a text column of image paths).</param>
+    /// <returns>The fitted transformer.</returns>
+    public override CflowTransformer Fit(IDataView input)
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        using IChannel channel = Host.Start(nameof(Fit));
+        OnnxBackbone backbone = BackboneFeatureExtraction.OpenBackbone(channel, _options);
+        try
+        {
+            CflowModel model;
+            using (FeatureStore features = BackboneFeatureExtraction.Extract(channel, input, _options, backbone))
+            {
+                model = CflowTrainer.Train(features, _options.ToTrainingOptions(),
+                    BackboneFeatureExtraction.TrainingProgressSink(channel, _options.Progress), _options.CancellationToken);
+            }
+            return new CflowTransformer(Host, _options, backbone, model);
+        }
+        catch
+        {
+            backbone.Dispose();
+            throw;
+        }
+    }
+
+    private static CflowOptions Checked(CflowOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        options.ValidateAll(nameof(options));
+        return options;
+    }
+}

@@ -1,0 +1,128 @@
+using Microsoft.ML.Anomaly.Vision.Internal;
+using Microsoft.ML.Runtime;
+
+namespace Microsoft.ML.Anomaly.Vision;
+
+/// <summary>
+/// Base of the detectors that stand on a frozen ONNX backbone: runs the backbone on each batch of images
+/// and hands the layer maps to the detector; saves and loads the backbone with the model.
+/// </summary>
+public abstract class BackboneAnomalyTransformerBase : ImageAnomalyTransformerBase, IDisposable
+{
+    // Name of the model stream holding the backbone's ONNX bytes.
+    private const string BackboneStreamName = "Backbone.onnx";
+
+    private readonly int _height;
+    private readonly int _width;
+
+    private protected BackboneAnomalyTransformerBase(IHostEnvironment env, string registrationName, BackboneDetectorOptions options, OnnxBackbone backbone)
+        : base(env, registrationName, options)
+    {
+        Backbone = backbone;
+        _height = options.ImageHeight;
+        _width = options.ImageWidth;
+        BackboneThreads = options.BackboneThreads;
+    }
+
+    private protected BackboneAnomalyTransformerBase(IHostEnvironment env, string registrationName, ModelLoadContext ctx, VersionInfo versionInfo)
+        : base(env, registrationName, ctx, versionInfo)
+    {
+        // *** Binary format *** (after the common header; see SaveDetector)
+        // int: image height (32 or more)
+        // int: image width (32 or more)
+        // int: backbone intra-op threads (0 = automatic)
+        // int: layer count L (1 or more)
+        // L × int: string id of each layer name
+        // stream Backbone.onnx: the backbone's ONNX bytes
+        // then the algorithm's payload (SaveAlgorithm)
+        try
+        {
+            _height = ctx.Reader.ReadInt32();
+            _width = ctx.Reader.ReadInt32();
+            if (_height < 32 || _width < 32)
+                throw new InvalidDataException($"the image size {_height}×{_width} is below 32×32");
+            BackboneThreads = ctx.Reader.ReadInt32();
+            if (BackboneThreads < 0)
+                throw new InvalidDataException($"the backbone thread count {BackboneThreads} is negative");
+            int layerCount = ctx.Reader.ReadInt32();
+            if (layerCount < 1 || layerCount > 64)
+                throw new InvalidDataException($"the layer count {layerCount} is outside 1 to 64");
+            var layers = new string[layerCount];
+            for (int i = 0; i < layerCount; i++)
+                layers[i] = ctx.LoadNonEmptyString();
+            byte[] onnx = ModelStreams.LoadBytes(ctx, BackboneStreamName);
+            Backbone = OnnxBackbone.FromBytes(onnx, layers, BackboneThreads);
+        }
+        catch (EndOfStreamException ex)
+        {
+            throw new InvalidDataException($"The {registrationName} model is truncated.", ex);
+        }
+        catch (InvalidDataException ex)
+        {
+            throw new InvalidDataException($"The {registrationName} model is invalid: {ex.Message}", ex);
+        }
+    }
+
+    /// <summary>The frozen backbone.</summary>
+    private protected OnnxBackbone Backbone { get; }
+
+    /// <summary>Threads ONNX Runtime uses inside one backbone run (0 = automatic).</summary>
+    public int BackboneThreads { get; }
+
+    /// <summary>The backbone layers the detector reads, in order.</summary>
+    public IReadOnlyList<string> BackboneLayers => Backbone.Layers;
+
+    /// <inheritdoc />
+    public sealed override int InputHeight => _height;
+
+    /// <inheritdoc />
+    public sealed override int InputWidth => _width;
+
+    /// <summary>Releases the backbone's ONNX Runtime session and the detector's native state.</summary>
+    public void Dispose()
+    {
+        Backbone.Dispose();
+        DisposeAlgorithm();
+        GC.SuppressFinalize(this);
+    }
+
+    private protected sealed override void ScoreBatch(ReadOnlySpan<float> images, int batch, Span<float> scores, Span<float> maps)
+    {
+        float[][] layerMaps = Backbone.Run(images, batch, _height, _width);
+        ScoreFeatures(layerMaps, batch, scores, maps);
+    }
+
+    /// <summary>Scores a batch from its backbone layer maps (layerMaps[l] holds batch × C × h × w).</summary>
+    private protected abstract void ScoreFeatures(float[][] layerMaps, int batch, Span<float> scores, Span<float> maps);
+
+    private protected sealed override void SaveDetector(ModelSaveContext ctx)
+    {
+        // *** Binary format *** (see the loading constructor)
+        ctx.Writer.Write(_height);
+        ctx.Writer.Write(_width);
+        ctx.Writer.Write(BackboneThreads);
+        ctx.Writer.Write(Backbone.Layers.Count);
+        foreach (string layer in Backbone.Layers)
+            ctx.SaveNonEmptyString(layer);
+        ModelStreams.SaveBytes(ctx, BackboneStreamName, Backbone.ModelBytes);
+        SaveAlgorithm(ctx);
+    }
+
+    /// <summary>Writes the algorithm's fitted state (after the backbone).</summary>
+    private protected abstract void SaveAlgorithm(ModelSaveContext ctx);
+
+    /// <summary>Releases the algorithm's own native state, if any.</summary>
+    private protected virtual void DisposeAlgorithm()
+    {
+    }
+
+    /// <summary>ML.NET version information for a detector: its 8-character model signature and loader signature.</summary>
+    private protected static VersionInfo MakeVersionInfo(string modelSignature, string loaderSignature, Type loaderType) => new(
+        modelSignature: modelSignature,
+        verWrittenCur: 0x00010001, // 1.1: first version
+        verReadableCur: 0x00010001,
+        verWeCanReadBack: 0x00010001,
+        loaderAssemblyName: loaderType.Assembly.FullName,
+        loaderSignature: loaderSignature,
+        loaderSignatureAlt: null);
+}

@@ -1,0 +1,74 @@
+using Anomaly.Vision.Training;
+
+namespace Microsoft.ML.Anomaly.Vision;
+
+/// <summary>
+/// Options shared by the detectors that stand on a frozen ONNX backbone (CFA, CFlow, DFM): which backbone,
+/// the input size, where training runs, and how Fit reports progress.
+/// </summary>
+public abstract class BackboneDetectorOptions : ImageAnomalyDetectorOptions
+{
+    /// <summary>Default input height and width, as anomalib's detectors use.</summary>
+    public const int DefaultImageSize = 256;
+
+    /// <summary>Creates options with the defaults.</summary>
+    protected BackboneDetectorOptions()
+    {
+    }
+
+    /// <summary>
+    /// Path of the backbone's ONNX file (for example a torchvision ResNet exported with <c>torch.onnx.export</c>,
+    /// or one written by <see cref="ResNetBackbones"/>). Required. The model's bytes are stored in the saved model.
+    /// </summary>
+    public string? BackbonePath { get; set; }
+
+    /// <summary>Height in pixels images are resized to; also the anomaly map's height. Default 256.</summary>
+    public int ImageHeight { get; set; } = DefaultImageSize;
+
+    /// <summary>Width in pixels images are resized to; also the anomaly map's width. Default 256.</summary>
+    public int ImageWidth { get; set; } = DefaultImageSize;
+
+    /// <summary>Where TorchSharp training and inference run, and whether the backbone may use CUDA. Default: CUDA when present, else the CPU.</summary>
+    public ComputeDevice Device { get; set; } = ComputeDevice.Auto;
+
+    /// <summary>Images per training batch (and per backbone batch during feature extraction). Default 32, as anomalib's data loaders.</summary>
+    public int BatchSize { get; set; } = 32;
+
+    /// <summary>Seed of weight initialisation and shuffling; a fixed seed gives the same model on the CPU.</summary>
+    public int Seed { get; set; }
+
+    /// <summary>Threads ONNX Runtime uses inside one backbone run; 0 lets it choose.</summary>
+    public int BackboneThreads { get; set; }
+
+    /// <summary>Receives progress reports during Fit (feature extraction, then training); also logged to ML.NET's log.</summary>
+    public IProgress<TrainingProgress>? Progress { get; set; }
+
+    /// <summary>Cancels Fit; checked between batches and training steps.</summary>
+    public CancellationToken CancellationToken { get; set; }
+
+    /// <summary>The backbone layers the detector reads, in order.</summary>
+    internal abstract IReadOnlyList<string> BackboneLayers { get; }
+
+    /// <summary>Checks the shared options; throws <see cref="ArgumentException"/> naming <paramref name="paramName"/>.</summary>
+    internal void ValidateBackboneOptions(string paramName)
+    {
+        Validate(paramName);
+        if (string.IsNullOrWhiteSpace(BackbonePath))
+            throw new ArgumentException(
+                $"{nameof(BackbonePath)} must name the backbone's ONNX file (export a torchvision ResNet with torch.onnx.export, " +
+                $"or write one with {nameof(ResNetBackbones)}).", paramName);
+        if (ImageHeight < 32 || ImageWidth < 32)
+            throw new ArgumentException($"{nameof(ImageHeight)} and {nameof(ImageWidth)} must be at least 32 pixels, not {ImageHeight}×{ImageWidth}.", paramName);
+        if (!Enum.IsDefined(Device))
+            throw new ArgumentException($"{nameof(Device)} {Device} is not a defined {nameof(ComputeDevice)}.", paramName);
+        if (BatchSize < 1)
+            throw new ArgumentException($"{nameof(BatchSize)} must be at least 1, not {BatchSize}.", paramName);
+        if (BackboneThreads < 0)
+            throw new ArgumentException($"{nameof(BackboneThreads)} must be 0 (automatic) or positive, not {BackboneThreads}.", paramName);
+        var layers = BackboneLayers;
+        if (layers.Count == 0 || layers.Any(string.IsNullOrWhiteSpace))
+            throw new ArgumentException("At least one backbone layer is needed, and layer names must not be empty.", paramName);
+        if (layers.Distinct(StringComparer.Ordinal).Count() != layers.Count)
+            throw new ArgumentException($"The backbone layers must differ from each other ({string.Join(", ", layers)}).", paramName);
+    }
+}

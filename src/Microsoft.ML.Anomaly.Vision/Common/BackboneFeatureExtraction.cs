@@ -1,0 +1,86 @@
+using Anomaly.Vision.Training;
+using Microsoft.ML.Anomaly.Vision.Internal;
+using Microsoft.ML.Runtime;
+
+namespace Microsoft.ML.Anomaly.Vision.Common;
+
+/// <summary>
+/// The part of Fit the three detectors share: open the backbone, warn when its weights are untrained, and run
+/// every training image through it once, keeping the layer maps for the training epochs.
+/// </summary>
+internal static class BackboneFeatureExtraction
+{
+    /// <summary>Opens the backbone named by the options and logs which execution provider runs it.</summary>
+    public static OnnxBackbone OpenBackbone(IChannel channel, BackboneDetectorOptions options)
+    {
+        var backbone = OnnxBackbone.Load(options.BackbonePath!, options.BackboneLayers, options.BackboneThreads,
+            preferCuda: options.Device != ComputeDevice.Cpu);
+        channel.Info($"Backbone {Path.GetFileName(options.BackbonePath)} runs on ONNX Runtime's {backbone.ExecutionProvider} execution provider.");
+        if (options.Device == ComputeDevice.Cuda && backbone.ExecutionProvider != "CUDA")
+            channel.Warning("CUDA was requested but ONNX Runtime's CUDA execution provider is not available; the backbone runs on the CPU.");
+        if (backbone.IsUntrained)
+            channel.Warning(
+                $"The backbone {options.BackbonePath} has UNTRAINED random weights (written by ResNetBackbones.CreateUntrained...). " +
+                "Its features are not pretrained ones and detection quality will be far below that of an ImageNet-pretrained backbone.");
+        return backbone;
+    }
+
+    /// <summary>Runs every training image through the backbone once and returns the stored layer maps.</summary>
+    public static FeatureStore Extract(IChannel channel, IDataView input, BackboneDetectorOptions options, OnnxBackbone backbone,
+        FeatureStorePrecision precision = FeatureStorePrecision.Float32, long memoryLimitBytes = 2L << 30)
+    {
+        int height = options.ImageHeight, width = options.ImageWidth;
+        IReadOnlyList<LayerShape> shapes = backbone.GetLayerShapes(height, width);
+        var store = new FeatureStore(shapes, precision, memoryLimitBytes);
+        try
+        {
+            long? rows = input.GetRowCount();
+            int total = rows is long n and <= int.MaxValue ? (int)n : 0;
+            foreach (var (images, count) in TrainingImageReader.ReadBatches(input, options.InputColumnName, height, width, options.BatchSize))
+            {
+                options.CancellationToken.ThrowIfCancellationRequested();
+                float[][] maps = backbone.Run(images.AsSpan(0, count * 3 * height * width), count, height, width);
+                for (int image = 0; image < count; image++)
+                {
+                    var perLayer = new float[shapes.Count][];
+                    for (int layer = 0; layer < shapes.Count; layer++)
+                    {
+                        int size = shapes[layer].Size;
+                        perLayer[layer] = maps[layer].AsSpan(image * size, size).ToArray();
+                        if (!System.Numerics.Tensors.TensorPrimitives.IsFiniteAll<float>(perLayer[layer]))
+                            throw new ArgumentException(
+                                $"The backbone produced NaN or infinite features for training image {store.Count + 1} (layer {options.BackboneLayers[layer]}); check the image and the backbone.",
+                                nameof(input));
+                    }
+                    store.Add(perLayer);
+                }
+                Report(channel, options.Progress, new TrainingProgress("features", store.Count, Math.Max(total, store.Count), double.NaN));
+            }
+            channel.Info($"Extracted backbone features of {store.Count} training images ({store.MemoryBytes / (1 << 20)} MiB in memory, {store.SpilledCount} spilled to disk).");
+            return store;
+        }
+        catch
+        {
+            store.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>A progress sink that forwards to the user's callback and to ML.NET's log.</summary>
+    public static IProgress<TrainingProgress> TrainingProgressSink(IChannel channel, IProgress<TrainingProgress>? user) =>
+        new ForwardingProgress(report => Report(channel, user, report));
+
+    private static void Report(IChannel channel, IProgress<TrainingProgress>? user, TrainingProgress report)
+    {
+        if (report.Stage != "features")
+            channel.Info(double.IsNaN(report.Loss)
+                ? $"{report.Stage}: {report.Step}/{report.Steps}"
+                : $"{report.Stage}: epoch {report.Step}/{report.Steps}, loss {report.Loss:G6}");
+        user?.Report(report);
+    }
+
+    private sealed class ForwardingProgress(Action<TrainingProgress> forward) : IProgress<TrainingProgress>
+    {
+        public void Report(TrainingProgress value) => forward(value);
+    }
+}

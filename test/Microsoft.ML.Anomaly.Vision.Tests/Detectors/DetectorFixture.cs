@@ -1,0 +1,72 @@
+using Microsoft.ML.Anomaly.Vision.Tests.Backbones;
+
+namespace Microsoft.ML.Anomaly.Vision.Tests.Detectors;
+
+/// <summary>
+/// A small synthetic defect set and an untrained ResNet-18 ONNX file, made once for all detector tests.
+/// Images are 64×64 so that every detector fits in seconds.
+/// </summary>
+internal static class DetectorFixture
+{
+    public const int Size = 64;
+
+    private static readonly Lazy<(string Root, string Backbone)> Files = new(Create);
+
+    public static string DataRoot => Files.Value.Root;
+
+    public static string BackbonePath => Files.Value.Backbone;
+
+    public static string Category => SyntheticDefectSet.Washer;
+
+    public static IDataView Train(MLContext ml) => ml.Data.LoadMvtecAd(DataRoot, Category, MvtecSplit.Train);
+
+    public static IDataView Test(MLContext ml) => ml.Data.LoadMvtecAd(DataRoot, Category, MvtecSplit.Test);
+
+    /// <summary>The estimator of a detector by short name, with few epochs: cfa, dfm-fre, dfm-nll, cflow.</summary>
+    public static IEstimator<ITransformer> Estimator(MLContext ml, string detector) => detector switch
+    {
+        "cfa" => ml.Transforms.DetectCfaAnomalies(new CfaOptions
+        { BackbonePath = BackbonePath, InputColumnName = "ImagePath", ImageHeight = Size, ImageWidth = Size, Epochs = 2, BatchSize = 8 }),
+        "dfm-fre" or "dfm-nll" => ml.Transforms.DetectDfmAnomalies(new DfmOptions
+        {
+            BackbonePath = BackbonePath, InputColumnName = "ImagePath", ImageHeight = Size, ImageWidth = Size, Layer = "layer2",
+            ScoreType = detector == "dfm-fre" ? global::Anomaly.Vision.Training.DfmScoreType.Fre : global::Anomaly.Vision.Training.DfmScoreType.Nll,
+        }),
+        "cflow" => ml.Transforms.DetectCflowAnomalies(new CflowOptions
+        {
+            BackbonePath = BackbonePath, InputColumnName = "ImagePath", ImageHeight = Size, ImageWidth = Size, Epochs = 1,
+            ConditionVectorSize = 16, CouplingBlocks = 2, BatchSize = 8, FiberBatchSize = 16,
+        }),
+        _ => throw new ArgumentException(detector, nameof(detector)),
+    };
+
+    public static string NewFolder()
+    {
+        string path = Path.Combine(Path.GetTempPath(), "anomaly-vision-detectors", Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(path);
+        return path;
+    }
+
+    private static (string, string) Create()
+    {
+        string folder = NewFolder();
+        string root = Path.Combine(folder, "data");
+        SyntheticDefectSet.Generate(root, new SyntheticDefectSetOptions
+        {
+            Categories = [SyntheticDefectSet.Washer], ImageSize = Size, TrainCount = 12, TestGoodCount = 4, TestDefectCount = 4,
+        });
+        string backbone = Path.Combine(folder, "resnet18-untrained.onnx");
+        File.WriteAllBytes(backbone, BackboneTestModels.UntrainedResNet18);
+        return (root, backbone);
+    }
+}
+
+/// <summary>One scored row read back from a detector's output.</summary>
+public sealed class ScoredRow
+{
+    /// <summary>The image path.</summary>
+    public string ImagePath { get; set; } = "";
+
+    /// <summary>The anomaly score.</summary>
+    public float Score { get; set; }
+}

@@ -1,0 +1,91 @@
+using Microsoft.ML.Anomaly.Vision.Tests.TestSupport;
+using Microsoft.ML.Data;
+
+namespace Microsoft.ML.Anomaly.Vision.Tests.Detectors;
+
+[TestClass]
+public sealed class DetectorInputTests
+{
+    [TestMethod]
+    [DataRow("cfa")]
+    [DataRow("dfm-fre")]
+    [DataRow("cflow")]
+    public void EmptyTrainingSetIsRejected(string detector)
+    {
+        var ml = new MLContext();
+        IDataView empty = ml.Data.LoadFromEnumerable(Array.Empty<ImagePathRow>());
+        var error = Assert.Throws<ArgumentException>(() => DetectorFixture.Estimator(ml, detector).Fit(empty));
+        StringAssert.Contains(error.Message, "no rows");
+    }
+
+    [TestMethod]
+    public void MissingBackbonePathIsRejectedWithTheOptionName()
+    {
+        var ml = new MLContext();
+        var error = Assert.Throws<ArgumentException>(() => ml.Transforms.DetectCfaAnomalies(new CfaOptions()));
+        Assert.AreEqual("options", error.ParamName);
+        StringAssert.Contains(error.Message, nameof(CfaOptions.BackbonePath));
+    }
+
+    [TestMethod]
+    public void MissingBackboneFileIsNamed()
+    {
+        var ml = new MLContext();
+        string missing = Path.Combine(DetectorFixture.NewFolder(), "nowhere.onnx");
+        var estimator = ml.Transforms.DetectDfmAnomalies(missing, "ImagePath", DetectorFixture.Size);
+        var error = Assert.Throws<FileNotFoundException>(() => estimator.Fit(DetectorFixture.Train(ml)));
+        StringAssert.Contains(error.Message, missing);
+    }
+
+    [TestMethod]
+    public void WrongInputColumnTypeIsNamed()
+    {
+        var ml = new MLContext();
+        IDataView numbers = ml.Data.LoadFromEnumerable(new[] { new NumberRow { ImagePath = 1f } });
+        var estimator = ml.Transforms.DetectCfaAnomalies(DetectorFixture.BackbonePath, "ImagePath", DetectorFixture.Size);
+        var error = Assert.Throws<ArgumentOutOfRangeException>(() => estimator.GetOutputSchema(SchemaShape.Create(numbers.Schema)));
+        StringAssert.Contains(error.Message, "ImagePath");
+    }
+
+    [TestMethod]
+    public void ImagesOfMixedSizesAreResizedToTheInputSize()
+    {
+        var ml = new MLContext(seed: 1);
+        string folder = DetectorFixture.NewFolder();
+        var paths = new List<ImagePathRow>();
+        foreach (int size in new[] { 48, 64, 96 })
+        {
+            string root = Path.Combine(folder, size.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            SyntheticDefectSet.Generate(root, new SyntheticDefectSetOptions
+            { Categories = [SyntheticDefectSet.Weave], ImageSize = size, TrainCount = 3, TestGoodCount = 1, TestDefectCount = 1 });
+            paths.AddRange(ml.Data.CreateEnumerable<ImagePathRow>(
+                ml.Data.LoadMvtecAd(root, SyntheticDefectSet.Weave, MvtecSplit.Train), reuseRowObject: false));
+        }
+        IDataView mixed = ml.Data.LoadFromEnumerable(paths);
+        ITransformer model = DetectorFixture.Estimator(ml, "dfm-fre").Fit(mixed);
+        var scored = ml.Data.CreateEnumerable<MapRow>(model.Transform(mixed), reuseRowObject: false).ToList();
+        Assert.HasCount(9, scored);
+        foreach (var row in scored)
+        {
+            Assert.IsTrue(float.IsFinite(row.Score));
+            Assert.HasCount(DetectorFixture.Size * DetectorFixture.Size, row.AnomalyMap, "every map has the detector's input size");
+        }
+    }
+
+    /// <summary>A scored row with its anomaly map.</summary>
+    public sealed class MapRow
+    {
+        /// <summary>The score.</summary>
+        public float Score { get; set; }
+
+        /// <summary>The anomaly map.</summary>
+        public float[] AnomalyMap { get; set; } = [];
+    }
+
+    /// <summary>A row with a number where an image is expected.</summary>
+    public sealed class NumberRow
+    {
+        /// <summary>Not an image.</summary>
+        public float ImagePath { get; set; }
+    }
+}

@@ -1,0 +1,104 @@
+using Microsoft.ML.Anomaly.Vision.Tests.TestSupport;
+using System.IO.Compression;
+using System.Reflection;
+using Microsoft.ML.Data;
+
+namespace Microsoft.ML.Anomaly.Vision.Tests.Detectors;
+
+[TestClass]
+public sealed class DetectorPersistenceTests
+{
+    [TestMethod]
+    [DataRow("cfa")]
+    [DataRow("dfm-fre")]
+    [DataRow("dfm-nll")]
+    [DataRow("cflow")]
+    public void SaveThenLoadInNewContextGivesIdenticalScoresAndPredictionEngineAgrees(string detector)
+    {
+        var ml = new MLContext(seed: 1);
+        IDataView train = DetectorFixture.Train(ml), test = DetectorFixture.Test(ml);
+        ITransformer model = DetectorFixture.Estimator(ml, detector).Fit(train);
+        float[] scores = Scores(ml, model.Transform(test));
+        Assert.IsTrue(scores.All(float.IsFinite));
+        Assert.IsGreaterThan(0f, scores.Max() - scores.Min(), "different images must get different scores");
+
+        string zip = Path.Combine(DetectorFixture.NewFolder(), detector + ".zip");
+        ml.Model.Save(model, train.Schema, zip);
+        var fresh = new MLContext();
+        ITransformer loaded = fresh.Model.Load(zip, out _);
+        Assert.AreEqual(model.GetType(), loaded.GetType());
+        float[] reloaded = Scores(fresh, loaded.Transform(DetectorFixture.Test(fresh)));
+        CollectionAssert.AreEqual(scores, reloaded, "the reloaded model must score exactly as the trained one");
+
+        var rows = fresh.Data.CreateEnumerable<ImagePathRow>(DetectorFixture.Test(fresh), reuseRowObject: false).ToList();
+        using var engine = fresh.Model.CreatePredictionEngine<ImagePathRow, ScoredRow>(loaded);
+        for (int i = 0; i < rows.Count; i += 3)
+            Assert.AreEqual(scores[i], engine.Predict(rows[i]).Score, 1e-5f, $"row {i}");
+    }
+
+    [TestMethod]
+    public void CfaInAPipelineAfterLoadImagesAndResizeImagesRoundTrips()
+    {
+        var ml = new MLContext(seed: 1);
+        var pipeline = ml.Transforms.LoadImages("Image", imageFolder: null, inputColumnName: "ImagePath")
+            .Append(ml.Transforms.ResizeImages("Image", DetectorFixture.Size, DetectorFixture.Size))
+            .Append(ml.Transforms.DetectCfaAnomalies(new CfaOptions
+            { BackbonePath = DetectorFixture.BackbonePath, ImageHeight = DetectorFixture.Size, ImageWidth = DetectorFixture.Size, Epochs = 1 }));
+        IDataView train = DetectorFixture.Train(ml);
+        var model = pipeline.Fit(train);
+        float[] scores = Scores(ml, model.Transform(DetectorFixture.Test(ml)));
+
+        string zip = Path.Combine(DetectorFixture.NewFolder(), "pipeline.zip");
+        ml.Model.Save(model, train.Schema, zip);
+        var fresh = new MLContext();
+        ITransformer loaded = fresh.Model.Load(zip, out _);
+        CollectionAssert.AreEqual(scores, Scores(fresh, loaded.Transform(DetectorFixture.Test(fresh))));
+    }
+
+    [TestMethod]
+    public void EachDetectorsZipLoadsAsItsOwnTransformer()
+    {
+        var ml = new MLContext(seed: 1);
+        IDataView train = DetectorFixture.Train(ml);
+        string folder = DetectorFixture.NewFolder();
+        string dfmZip = Path.Combine(folder, "dfm.zip");
+        ml.Model.Save(DetectorFixture.Estimator(ml, "dfm-fre").Fit(train), train.Schema, dfmZip);
+
+        ITransformer loaded = new MLContext().Model.Load(dfmZip, out _);
+        Assert.IsInstanceOfType<DfmTransformer>(loaded);
+        Assert.IsNotInstanceOfType<CfaTransformer>(loaded);
+    }
+
+    [TestMethod]
+    public void DamagedModelStreamIsNamedWhenLoading()
+    {
+        var ml = new MLContext(seed: 1);
+        IDataView train = DetectorFixture.Train(ml);
+        string zip = Path.Combine(DetectorFixture.NewFolder(), "dfm.zip");
+        ml.Model.Save(DetectorFixture.Estimator(ml, "dfm-fre").Fit(train), train.Schema, zip);
+        using (var archive = ZipFile.Open(zip, ZipArchiveMode.Update))
+        {
+            ZipArchiveEntry entry = archive.Entries.Single(e => e.FullName.EndsWith("Dfm.bin", StringComparison.Ordinal));
+            string name = entry.FullName;
+            entry.Delete();
+            using var stream = archive.CreateEntry(name).Open();
+            stream.Write([1, 2, 3, 4, 5, 6, 7]);
+        }
+
+        Exception error = Assert.Throws<Exception>(() => new MLContext().Model.Load(zip, out _));
+        Exception inner = error is TargetInvocationException { InnerException: { } wrapped } ? wrapped : error;
+        Assert.IsInstanceOfType<InvalidDataException>(inner);
+        StringAssert.Contains(inner.Message, "Dfm.bin");
+    }
+
+    [TestMethod]
+    public void FileThatIsNotAModelZipIsRejected()
+    {
+        string path = Path.Combine(DetectorFixture.NewFolder(), "not-a-model.zip");
+        File.WriteAllText(path, "this is not a zip archive");
+        Assert.Throws<Exception>(() => new MLContext().Model.Load(path, out _));
+    }
+
+    internal static float[] Scores(MLContext ml, IDataView scored) =>
+        ml.Data.CreateEnumerable<ScoredRow>(scored, reuseRowObject: false).Select(r => r.Score).ToArray();
+}
