@@ -4,7 +4,7 @@ using Anomaly.Vision.Training;
 /// <summary>
 /// CFlow decoder speed on ResNet-18 feature shapes: inference images/s of <see cref="CflowModel.LogLikelihoods"/>
 /// at 256×256 input, and training seconds per epoch on 60 images at 128×128 input, with default options.
-/// Usage: <c>cflow [cpu|cuda] [inference-batch (0: skip)] [training epochs (0: skip)]</c>.
+/// Usage: <c>cflow [cpu|cuda] [inference-batch (0: skip)] [training epochs (0: skip)] [torch threads]</c>.
 /// </summary>
 internal static class CflowBenchmark
 {
@@ -14,6 +14,8 @@ internal static class CflowBenchmark
         int batch = args.Length > 1 ? int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture) : 8;
         int epochs = args.Length > 2 ? int.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture) : 3;
         TorchRuntime.EnsureAvailable();
+        if (args.Length > 3)
+            TorchSharp.torch.set_num_threads(int.Parse(args[3], System.Globalization.CultureInfo.InvariantCulture));
         Console.WriteLine($"device {device}, torch threads {TorchSharp.torch.get_num_threads()}, inference batch {batch}");
 
         // Inference, 256×256 input: layer2 128×32×32, layer3 256×16×16, layer4 512×8×8.

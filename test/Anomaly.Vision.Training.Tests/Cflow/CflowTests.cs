@@ -249,6 +249,20 @@ public sealed class CflowTests
     }
 
     [TestMethod]
+    public void ConcurrentLogLikelihoodsMatchSequentialOnes()
+    {
+        var source = Features(TinyLayers, 4, seed: 12, shift: 0);
+        using var model = CflowTrainer.Train(source, TinyOptions(epochs: 1));
+        var probes = Enumerable.Range(0, 8).Select(i => Features(TinyLayers, 2, seed: 100 + i, shift: 0)).ToArray();
+        var sequential = probes.Select(p => Evaluate(model, p)).ToArray();
+        var parallel = new float[probes.Length][][];
+        Parallel.For(0, probes.Length, new ParallelOptions { MaxDegreeOfParallelism = 4 }, i => parallel[i] = Evaluate(model, probes[i]));
+        for (int i = 0; i < probes.Length; i++)
+            for (int l = 0; l < TinyLayers.Length; l++)
+                CollectionAssert.AreEqual(sequential[i][l], parallel[i][l]);
+    }
+
+    [TestMethod]
     public void CorruptPayloadIsRejected()
     {
         var source = Features(TinyLayers, 4, seed: 9, shift: 0);
