@@ -196,6 +196,29 @@ internal sealed class AllInOneCouplingBlock : IDisposable
     /// <summary>σ = 0.1 · softplus(g) with β = 0.5, per channel.</summary>
     public Tensor GlobalScaleActivation() => F.softplus(GlobalScale, 0.5, 20.0) * 0.1;
 
+    /// <summary>
+    /// A copy of this block for inference with a fixed grid of conditions: weights pre-transposed and
+    /// pre-scaled, the condition's share of the subnet computed once, and the computation done in place.
+    /// </summary>
+    /// <param name="condition">The conditions of the grid positions, [positions, ConditionSize].</param>
+    public FrozenCouplingBlock Freeze(Tensor condition)
+    {
+        using var noGrad = no_grad();
+        using var scope = NewDisposeScope();
+        long positions = condition.shape[0];
+        return new FrozenCouplingBlock(
+            Split1, Split2, Clamp,
+            Weight1.narrow(1, 0, Split1).contiguous(),
+            ConditionHidden(condition).t().reshape(Hidden, 1, positions),
+            (Weight2 * CouplingScale).contiguous(),
+            (Bias2 * CouplingScale).reshape(2 * Split2, 1, 1),
+            GlobalScaleActivation().reshape(Channels, 1, 1),
+            GlobalScaleActivation().log().sum().to(ScalarType.Float64).item<double>(),
+            GlobalOffset.detach().reshape(Channels, 1, 1).clone(),
+            _permutation?.clone(),
+            _rotation?.contiguous().clone());
+    }
+
     /// <inheritdoc />
     public void Dispose()
     {
@@ -263,5 +286,82 @@ internal sealed class AllInOneCouplingBlock : IDisposable
         var parameter = new Parameter(data, requires_grad: true);
         parameter.DetachFromDisposeScope();
         return parameter;
+    }
+}
+
+/// <summary>
+/// An <see cref="AllInOneCouplingBlock"/> prepared for fast, allocation-light inference over a fixed grid of
+/// positions; see <see cref="AllInOneCouplingBlock.Freeze"/>. It works channels-first, on [C, images, positions]
+/// tensors, so that splitting, concatenating and permuting channels move whole rows. Immutable, so safe to use
+/// from several threads.
+/// </summary>
+internal sealed class FrozenCouplingBlock : IDisposable
+{
+    private readonly int _split1, _split2;
+    private readonly float _clamp;
+    private readonly Tensor _weight1Features;   // [Hidden, Split1]
+    private readonly Tensor _conditionHidden;   // [Hidden, 1, positions]
+    private readonly Tensor _weight2;           // [2·Split2, Hidden], times the coupling scale
+    private readonly Tensor _bias2;             // [2·Split2, 1, 1], times the coupling scale
+    private readonly Tensor _scale;             // [C, 1, 1]
+    private readonly double _logScaleSum;       // Σ log σ
+    private readonly Tensor _offset;            // [C, 1, 1]
+    private readonly Tensor? _permutation;      // [C] or null
+    private readonly Tensor? _rotation;         // [C, C] or null
+
+    internal FrozenCouplingBlock(int split1, int split2, float clamp, Tensor weight1Features, Tensor conditionHidden,
+        Tensor weight2, Tensor bias2, Tensor scale, double logScaleSum, Tensor offset, Tensor? permutation, Tensor? rotation)
+    {
+        _logScaleSum = logScaleSum;
+        _split1 = split1;
+        _split2 = split2;
+        _clamp = clamp;
+        _weight1Features = weight1Features.contiguous().DetachFromDisposeScope();
+        _conditionHidden = conditionHidden.contiguous().DetachFromDisposeScope();
+        _weight2 = weight2.contiguous().DetachFromDisposeScope();
+        _bias2 = bias2.contiguous().DetachFromDisposeScope();
+        _scale = scale.contiguous().DetachFromDisposeScope();
+        _offset = offset.contiguous().DetachFromDisposeScope();
+        _permutation = permutation?.DetachFromDisposeScope();
+        _rotation = rotation?.DetachFromDisposeScope();
+    }
+
+    /// <summary>Maps x to y and adds each fiber's log-determinant to <paramref name="logDet"/>; call under no_grad.</summary>
+    /// <param name="x">[C, images, positions], contiguous.</param>
+    /// <param name="logDet">[images, positions], updated in place.</param>
+    /// <returns>y, [C, images, positions], contiguous.</returns>
+    public Tensor Forward(Tensor x, Tensor logDet)
+    {
+        long images = x.shape[1], positions = x.shape[2];
+        var x1 = x.narrow(0, 0, _split1);
+        var x2 = x.narrow(0, _split1, _split2);
+        var hidden = _weight1Features.mm(x1.reshape(_split1, images * positions)).view(-1, images, positions);
+        hidden.add_(_conditionHidden).relu_();
+        var a = _weight2.mm(hidden.view(-1, images * positions)).view(-1, images, positions);
+        a.add_(_bias2);
+        var s = a.narrow(0, 0, _split2);
+        s.tanh_().mul_(_clamp);
+        logDet.add_(s.sum(0, keepdim: false)).add_(_logScaleSum);
+        s.exp_();
+        var transformed = x2 * s;
+        transformed.add_(a.narrow(0, _split2, _split2));
+        var u = cat(new[] { x1, transformed }, 0);
+        u.mul_(_scale).add_(_offset);
+        return _rotation is null
+            ? u.index_select(0, _permutation!)
+            : _rotation.mm(u.view(u.shape[0], images * positions)).view(-1, images, positions);
+    }
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        _weight1Features.Dispose();
+        _conditionHidden.Dispose();
+        _weight2.Dispose();
+        _bias2.Dispose();
+        _scale.Dispose();
+        _offset.Dispose();
+        _permutation?.Dispose();
+        _rotation?.Dispose();
     }
 }

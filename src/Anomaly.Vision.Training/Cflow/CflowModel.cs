@@ -17,10 +17,10 @@ public sealed class CflowModel : IDisposable
     private const int MaxLayers = 64;
     private const int MaxDimension = 1 << 16;
     private const int MaxCouplingBlocks = 1024;
-    private const int MaxFibersPerChunk = 16384;
+    private const int MaxFibersPerChunk = 4096;
 
     private readonly ConditionalFlow[] _flows;
-    private readonly Tensor[][] _conditionHidden;   // [layer][block] → [H·W, Hidden] on the model's device
+    private readonly FrozenConditionalFlow[] _frozen;
     private readonly Device _device;
     private bool _disposed;
 
@@ -37,7 +37,7 @@ public sealed class CflowModel : IDisposable
         foreach (var parameter in _flows.SelectMany(f => f.Parameters()))
             parameter.requires_grad_(false);
 
-        _conditionHidden = new Tensor[_flows.Length][];
+        _frozen = new FrozenConditionalFlow[_flows.Length];
         using var noGrad = no_grad();
         for (int l = 0; l < _flows.Length; l++)
         {
@@ -45,7 +45,7 @@ public sealed class CflowModel : IDisposable
             var shape = Layers[l];
             var code = FromSpan(PositionalEncoding.Create(conditionVectorSize, shape.Height, shape.Width),
                 new long[] { conditionVectorSize, shape.Height * shape.Width }).to(device).t();
-            _conditionHidden[l] = _flows[l].ConditionHidden(code).Select(t => t.contiguous().DetachFromDisposeScope()).ToArray();
+            _frozen[l] = _flows[l].Freeze(code);
         }
     }
 
@@ -109,8 +109,8 @@ public sealed class CflowModel : IDisposable
                 using var scope = NewDisposeScope();
                 var maps = FromSpan(layerMaps[l].AsSpan(first * shape.Size, count * shape.Size),
                     new long[] { count, shape.Channels, positions });
-                var fibers = maps.to(_device).transpose(1, 2).contiguous();           // [count, H·W, C]
-                var logProb = _flows[l].LogLikelihood(fibers, _conditionHidden[l]);   // [count, H·W]
+                var fibers = maps.to(_device).transpose(0, 1).contiguous();           // [C, count, H·W]
+                var logProb = _frozen[l].LogLikelihood(fibers);                         // [count, H·W]
                 CopyTo(logProb, destination[l].AsSpan(first * positions, count * positions));
             }
         }
@@ -275,8 +275,8 @@ public sealed class CflowModel : IDisposable
         if (_disposed)
             return;
         _disposed = true;
-        foreach (var hidden in _conditionHidden.SelectMany(h => h))
-            hidden.Dispose();
+        foreach (var frozen in _frozen)
+            frozen.Dispose();
         foreach (var flow in _flows)
             flow.Dispose();
     }

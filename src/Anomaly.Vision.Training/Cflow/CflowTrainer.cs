@@ -6,7 +6,7 @@ namespace Anomaly.Vision.Training;
 
 /// <summary>
 /// Trains CFlow's decoders on the backbone features of normal images, as anomalib's CFlow does: one
-/// conditional flow per layer, all trained by one Adam optimizer. For each batch of images and each layer,
+/// conditional flow per layer, trained with Adam. For each batch of images and each layer,
 /// the fibers (one feature vector per position and image) are shuffled and cut into fiber batches; each fiber
 /// batch takes one optimizer step on mean(−log σ(log p(x | position) / C)).
 /// </summary>
@@ -64,8 +64,11 @@ public static class CflowTrainer
                 codes.Add(code.t().contiguous().to(device).DetachFromDisposeScope());   // [H·W, P]
             }
 
-            var parameters = flows.SelectMany(f => f.Parameters()).ToArray();
-            using (var optimizer = optim.Adam(parameters, options.LearningRate))
+            // anomalib steps one Adam over all decoders' parameters after zeroing the gradients to None; each step's
+            // loss involves one decoder only, and Adam keeps per-parameter state and skips parameters without a
+            // gradient, so that is exactly one Adam per decoder (which also spares updating idle decoders).
+            var optimizers = flows.Select(f => optim.Adam(f.Parameters(), options.LearningRate)).ToArray();
+            try
             {
                 using var lossSum = zeros(1, ScalarType.Float64, device);
                 var buffers = layers.Select(s => new float[fullBatch * s.Size]).ToArray();
@@ -82,12 +85,17 @@ public static class CflowTrainer
                         for (int l = 0; l < layers.Count; l++)
                         {
                             fiberCount += TrainLayer(features, l, order.AsSpan(first, batch), buffers[l], flows[l], codes[l],
-                                optimizer, options.FiberBatchSize, generator, device, lossSum, cancellationToken);
+                                optimizers[l], options.FiberBatchSize, generator, device, lossSum, cancellationToken);
                         }
                     }
                     double meanLoss = lossSum.item<double>() / fiberCount;
                     progress?.Report(new TrainingProgress("training", epoch + 1, options.Epochs, meanLoss));
                 }
+            }
+            finally
+            {
+                foreach (var optimizer in optimizers)
+                    optimizer.Dispose();
             }
             var model = new CflowModel(layers, conditionSize, options.ClampAlpha, options.PermuteSoft, flows, device);
             flows.Clear();

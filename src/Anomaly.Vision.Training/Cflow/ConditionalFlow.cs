@@ -106,10 +106,49 @@ internal sealed class ConditionalFlow : IDisposable
         return (perFiber.mean(), perFiber);
     }
 
+    /// <summary>Prepares the flow for inference on a fixed grid; see <see cref="AllInOneCouplingBlock.Freeze"/>.</summary>
+    /// <param name="condition">Conditions of the grid positions, [positions, ConditionSize].</param>
+    public FrozenConditionalFlow Freeze(Tensor condition) =>
+        new(Blocks.Select(b => b.Freeze(condition)).ToArray(), Channels);
+
     /// <inheritdoc />
     public void Dispose()
     {
         foreach (var block in Blocks)
+            block.Dispose();
+    }
+}
+
+/// <summary>A <see cref="ConditionalFlow"/> prepared for inference over a fixed grid of positions; thread-safe.</summary>
+internal sealed class FrozenConditionalFlow : IDisposable
+{
+    private static readonly double LogSqrtTwoPi = Math.Log(Math.Sqrt(2 * Math.PI));
+    private readonly FrozenCouplingBlock[] _blocks;
+    private readonly int _channels;
+
+    internal FrozenConditionalFlow(FrozenCouplingBlock[] blocks, int channels)
+    {
+        _blocks = blocks;
+        _channels = channels;
+    }
+
+    /// <summary>Log-likelihood per dimension of every fiber; call under no_grad.</summary>
+    /// <param name="x">[C, images, positions], contiguous (channels first).</param>
+    /// <returns>[images, positions].</returns>
+    public Tensor LogLikelihood(Tensor x)
+    {
+        var logDet = zeros(x.shape[1], x.shape[2], dtype: x.dtype, device: x.device);
+        foreach (var block in _blocks)
+            x = block.Forward(x, logDet);
+        // (logdet − ½‖z‖² − C·log √(2π)) / C
+        logDet.sub_(x.square().sum(0, keepdim: false).mul_(0.5)).sub_(_channels * LogSqrtTwoPi).div_(_channels);
+        return logDet;
+    }
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        foreach (var block in _blocks)
             block.Dispose();
     }
 }

@@ -120,20 +120,41 @@ public sealed class CflowTests
     }
 
     [TestMethod]
+    [DataRow(false)]
+    [DataRow(true)]
+    public void FrozenFlowMatchesTheTrainingFlow(bool soft)
+    {
+        // The inference path (channels first, precomputed condition, in place) against the training path, in double.
+        TorchRuntime.EnsureAvailable();
+        using var generator = new Generator(5);
+        using var flow = ConditionalFlow.Create(7, 8, 3, 1.9f, soft, generator, ScalarType.Float64, CPU);
+        using var scope = NewDisposeScope();
+        foreach (var block in flow.Blocks)
+            Perturb(block, generator);
+        using var noGrad = no_grad();
+        var code = tensor(PositionalEncoding.Create(8, 2, 3)).to(ScalarType.Float64).view(8, 6).t();   // [positions, P]
+        var x = randn(new long[] { 2, 6, 7 }, dtype: ScalarType.Float64, generator: generator);          // [images, positions, C]
+        var expected = flow.LogLikelihood(x, flow.ConditionHidden(code));
+        using var frozen = flow.Freeze(code);
+        var actual = frozen.LogLikelihood(x.permute(2, 0, 1).contiguous());
+        Assert.IsLessThan(1e-12, (expected - actual).abs().max().item<double>());
+    }
+
+    [TestMethod]
     public void LogLikelihoodOfIdentityFlowIsTheStandardNormalDensity()
     {
         // With zero second subnet layers the coupling is the identity; σ = 1, offset 0: z is a permutation of x,
         // so log p / C = −log √(2π) − ½·Σx²/C. For x = 1 everywhere: −0.9189385 − 0.5 = −1.4189385.
-        var source = Features(TinyLayers, 4, seed: 1, shift: 0);
-        using var model = CflowTrainer.Train(source, TinyOptions(epochs: 1));
+        TorchRuntime.EnsureAvailable();
+        using var generator = new Generator(3);
+        var flows = TinyLayers.Select(s => ConditionalFlow.Create(s.Channels, 8, 2, 1.9f, false, generator, ScalarType.Float32, CPU)).ToArray();
         using (no_grad())
-            foreach (var block in model.Flows.SelectMany(f => f.Blocks))
+            foreach (var block in flows.SelectMany(f => f.Blocks))
             {
                 block.Weight2.zero_();
                 block.Bias2.zero_();
-                block.GlobalScale.fill_(AllInOneCouplingBlock.InitialGlobalScale);
-                block.GlobalOffset.zero_();
             }
+        using var model = new CflowModel(TinyLayers, 8, 1.9f, false, flows, CPU);
         var maps = TinyLayers.Select(s => Enumerable.Repeat(1f, 2 * s.Size).ToArray()).ToArray();
         var output = TinyLayers.Select(s => new float[2 * s.Height * s.Width]).ToArray();
         model.LogLikelihoods(maps, 2, output);
@@ -225,6 +246,20 @@ public sealed class CflowTests
         for (int l = 0; l < expected.Length; l++)
             CollectionAssert.AreEqual(expected[l], actual[l]);
         CollectionAssert.AreEqual(bytes, Serialize(copy));
+    }
+
+    [TestMethod]
+    public void ConcurrentLogLikelihoodsMatchSequentialOnes()
+    {
+        var source = Features(TinyLayers, 4, seed: 12, shift: 0);
+        using var model = CflowTrainer.Train(source, TinyOptions(epochs: 1));
+        var probes = Enumerable.Range(0, 8).Select(i => Features(TinyLayers, 2, seed: 100 + i, shift: 0)).ToArray();
+        var sequential = probes.Select(p => Evaluate(model, p)).ToArray();
+        var parallel = new float[probes.Length][][];
+        Parallel.For(0, probes.Length, new ParallelOptions { MaxDegreeOfParallelism = 4 }, i => parallel[i] = Evaluate(model, probes[i]));
+        for (int i = 0; i < probes.Length; i++)
+            for (int l = 0; l < TinyLayers.Length; l++)
+                CollectionAssert.AreEqual(sequential[i][l], parallel[i][l]);
     }
 
     [TestMethod]

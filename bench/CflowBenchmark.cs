@@ -1,0 +1,93 @@
+using System.Diagnostics;
+using Anomaly.Vision.Training;
+
+/// <summary>
+/// CFlow decoder speed on ResNet-18 feature shapes: inference images/s of <see cref="CflowModel.LogLikelihoods"/>
+/// at 256×256 input, and training seconds per epoch on 60 images at 128×128 input, with default options.
+/// Usage: <c>cflow [cpu|cuda] [inference-batch (0: skip)] [training epochs (0: skip)] [torch threads]</c>.
+/// </summary>
+internal static class CflowBenchmark
+{
+    public static int Run(string[] args)
+    {
+        var device = args.Length > 0 && args[0].Equals("cuda", StringComparison.OrdinalIgnoreCase) ? ComputeDevice.Cuda : ComputeDevice.Cpu;
+        int batch = args.Length > 1 ? int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture) : 8;
+        int epochs = args.Length > 2 ? int.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture) : 3;
+        TorchRuntime.EnsureAvailable();
+        if (args.Length > 3)
+            TorchSharp.torch.set_num_threads(int.Parse(args[3], System.Globalization.CultureInfo.InvariantCulture));
+        Console.WriteLine($"device {device}, torch threads {TorchSharp.torch.get_num_threads()}, inference batch {batch}");
+
+        // Inference, 256×256 input: layer2 128×32×32, layer3 256×16×16, layer4 512×8×8.
+        LayerShape[] at256 = { new(128, 32, 32), new(256, 16, 16), new(512, 8, 8) };
+        if (batch > 0)
+        {
+            MeasureInference("layer2+layer3", at256[..2], batch, device);
+            MeasureInference("layer2..layer4", at256, batch, device);
+        }
+        if (epochs <= 0)
+            return 0;
+
+        // Training, 60 images at 128×128 input: 128×16×16, 256×8×8, 512×4×4.
+        LayerShape[] at128 = { new(128, 16, 16), new(256, 8, 8), new(512, 4, 4) };
+        var epochTimes = new List<double>();
+        var clock = Stopwatch.StartNew();
+        double last = 0;
+        double lastCpu = CpuSeconds();
+        var progress = new Reporter(p =>
+        {
+            double now = clock.Elapsed.TotalSeconds, nowCpu = CpuSeconds();
+            epochTimes.Add(now - last);
+            Console.WriteLine($"  epoch {p.Step}/{p.Steps}: loss {p.Loss:F4}, {epochTimes[^1]:F2} s wall, {nowCpu - lastCpu:F2} CPU-s");
+            last = now;
+            lastCpu = nowCpu;
+        });
+        var features = RandomFeatures(at128, 60, 2);
+        clock.Restart();
+        lastCpu = CpuSeconds();
+        using (CflowTrainer.Train(features, new CflowTrainingOptions { Epochs = epochs, Device = device }, progress)) { }
+        Console.WriteLine($"training 60 images at 128×128: {epochTimes.Average():F2} s/epoch wall");
+        return 0;
+    }
+
+    private static void MeasureInference(string name, LayerShape[] layers, int batch, ComputeDevice device)
+    {
+        using var model = CflowTrainer.Train(RandomFeatures(layers, 2, 1), new CflowTrainingOptions { Epochs = 1, BatchSize = 2, Device = device });
+        var maps = layers.Select((s, l) => RandomArray(batch * s.Size, 10 + l)).ToArray();
+        var output = layers.Select(s => new float[batch * s.Height * s.Width]).ToArray();
+        model.LogLikelihoods(maps, batch, output);   // warm-up
+        const int repeats = 3;
+        var cpu = CpuSeconds();
+        var watch = Stopwatch.StartNew();
+        for (int r = 0; r < repeats; r++)
+            model.LogLikelihoods(maps, batch, output);
+        double seconds = watch.Elapsed.TotalSeconds / repeats;
+        double cpuSeconds = (CpuSeconds() - cpu) / repeats;
+        Console.WriteLine($"inference {name} (256×256 input): {batch / seconds:F1} images/s wall ({1000 * seconds / batch:F1} ms/image), " +
+                          $"{1000 * cpuSeconds / batch:F1} CPU-ms/image");
+    }
+
+    private static double CpuSeconds() => Process.GetCurrentProcess().TotalProcessorTime.TotalSeconds;
+
+    private static InMemoryFeatureSource RandomFeatures(LayerShape[] layers, int count, int seed)
+    {
+        var source = new InMemoryFeatureSource(layers);
+        for (int i = 0; i < count; i++)
+            source.Add(layers.Select((s, l) => RandomArray(s.Size, seed * 1000 + i * 10 + l)).ToArray());
+        return source;
+    }
+
+    private static float[] RandomArray(int length, int seed)
+    {
+        var random = new Random(seed);
+        var values = new float[length];
+        for (int i = 0; i < length; i++)
+            values[i] = (float)(random.NextDouble() * 2 - 1);
+        return values;
+    }
+
+    private sealed class Reporter(Action<TrainingProgress> report) : IProgress<TrainingProgress>
+    {
+        public void Report(TrainingProgress value) => report(value);
+    }
+}
