@@ -5,7 +5,8 @@ switch (args.FirstOrDefault())
     case "backbone": return BackboneBenchmark.Run(args[1..]);
     case "scorer": return ScorerBenchmark.Run(args[1..]);
     case "cfa": return CfaBenchmark.Run(args[1..]);
+    case "cflow": return CflowBenchmark.Run(args[1..]);
     default:
-        Console.WriteLine("usage: dotnet run -c Release --project bench -- backbone|scorer|cfa");
+        Console.WriteLine("usage: dotnet run -c Release --project bench -- backbone|scorer|cfa|cflow");
         return 1;
 }

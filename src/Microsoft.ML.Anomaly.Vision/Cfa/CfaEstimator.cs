@@ -19,28 +19,10 @@ public sealed class CfaEstimator : ImageAnomalyEstimatorBase<CfaTransformer>
     /// <summary>Trains CFA on the images of <paramref name="input"/>, all assumed to show good parts.</summary>
     /// <param name="input">Data with the image column (an MLImage or a text column of image paths).</param>
     /// <returns>The fitted transformer.</returns>
-    public override CfaTransformer Fit(IDataView input)
-    {
-        ArgumentNullException.ThrowIfNull(input);
-        using IChannel channel = Host.Start(nameof(Fit));
-        OnnxBackbone backbone = BackboneFeatureExtraction.OpenBackbone(channel, _options);
-        try
-        {
-            CfaModel model;
-            using (FeatureStore features = BackboneFeatureExtraction.Extract(channel, input, _options, backbone,
-                       _options.FeaturePrecision, _options.FeatureMemoryLimitBytes))
-            {
-                model = CfaTrainer.Train(features, _options.ToTrainingOptions(),
-                    BackboneFeatureExtraction.TrainingProgressSink(channel, _options.Progress), _options.CancellationToken);
-            }
-            return new CfaTransformer(Host, _options, backbone, model);
-        }
-        catch
-        {
-            backbone.Dispose();
-            throw;
-        }
-    }
+    public override CfaTransformer Fit(IDataView input) =>
+        BackboneFeatureExtraction.Fit(Host, input, _options, _options.FeaturePrecision, _options.FeatureMemoryLimitBytes,
+            (features, progress) => CfaTrainer.Train(features, _options.ToTrainingOptions(), progress, _options.CancellationToken),
+            (backbone, model) => new CfaTransformer(Host, _options, backbone, model));
 
     private static CfaOptions Checked(CfaOptions options)
     {

@@ -40,7 +40,7 @@ public sealed class CfaOptions : BackboneDetectorOptions
     public FeatureStorePrecision FeaturePrecision { get; set; } = FeatureStorePrecision.Float32;
 
     /// <summary>Bytes of training features kept in memory; the rest go to a temporary file. Default 2 GiB.</summary>
-    public long FeatureMemoryLimitBytes { get; set; } = 2L << 30;
+    public long FeatureMemoryLimitBytes { get; set; } = Common.BackboneFeatureExtraction.DefaultMemoryLimitBytes;
 
     internal override IReadOnlyList<string> BackboneLayers => Layers ?? [];
 

@@ -19,27 +19,10 @@ public sealed class CflowEstimator : ImageAnomalyEstimatorBase<CflowTransformer>
     /// <summary>Trains CFlow on the images of <paramref name="input"/>, all assumed to show good parts.</summary>
     /// <param name="input">Data with the image column (an MLImage or a text column of image paths).</param>
     /// <returns>The fitted transformer.</returns>
-    public override CflowTransformer Fit(IDataView input)
-    {
-        ArgumentNullException.ThrowIfNull(input);
-        using IChannel channel = Host.Start(nameof(Fit));
-        OnnxBackbone backbone = BackboneFeatureExtraction.OpenBackbone(channel, _options);
-        try
-        {
-            CflowModel model;
-            using (FeatureStore features = BackboneFeatureExtraction.Extract(channel, input, _options, backbone))
-            {
-                model = CflowTrainer.Train(features, _options.ToTrainingOptions(),
-                    BackboneFeatureExtraction.TrainingProgressSink(channel, _options.Progress), _options.CancellationToken);
-            }
-            return new CflowTransformer(Host, _options, backbone, model);
-        }
-        catch
-        {
-            backbone.Dispose();
-            throw;
-        }
-    }
+    public override CflowTransformer Fit(IDataView input) =>
+        BackboneFeatureExtraction.Fit(Host, input, _options, FeatureStorePrecision.Float32, BackboneFeatureExtraction.DefaultMemoryLimitBytes,
+            (features, progress) => CflowTrainer.Train(features, _options.ToTrainingOptions(), progress, _options.CancellationToken),
+            (backbone, model) => new CflowTransformer(Host, _options, backbone, model));
 
     private static CflowOptions Checked(CflowOptions options)
     {

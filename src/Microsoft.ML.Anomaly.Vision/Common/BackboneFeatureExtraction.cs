@@ -10,8 +10,36 @@ namespace Microsoft.ML.Anomaly.Vision.Common;
 /// </summary>
 internal static class BackboneFeatureExtraction
 {
+    /// <summary>Bytes of training features kept in memory before the rest spill to a temporary file: 2 GiB.</summary>
+    public const long DefaultMemoryLimitBytes = 2L << 30;
+
+    /// <summary>
+    /// A detector's whole Fit: open the backbone, extract the training features once, train the algorithm on
+    /// them, and wrap backbone and model in the transformer; the backbone is released if any step fails.
+    /// </summary>
+    public static TTransformer Fit<TModel, TTransformer>(IHost host, IDataView input, BackboneDetectorOptions options,
+        FeatureStorePrecision precision, long memoryLimitBytes,
+        Func<FeatureStore, IProgress<TrainingProgress>, TModel> train, Func<OnnxBackbone, TModel, TTransformer> create)
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        using IChannel channel = host.Start("Fit");
+        OnnxBackbone backbone = OpenBackbone(channel, options);
+        try
+        {
+            TModel model;
+            using (FeatureStore features = Extract(channel, input, options, backbone, precision, memoryLimitBytes))
+                model = train(features, TrainingProgressSink(channel, options.Progress));
+            return create(backbone, model);
+        }
+        catch
+        {
+            backbone.Dispose();
+            throw;
+        }
+    }
+
     /// <summary>Opens the backbone named by the options and logs which execution provider runs it.</summary>
-    public static OnnxBackbone OpenBackbone(IChannel channel, BackboneDetectorOptions options)
+    private static OnnxBackbone OpenBackbone(IChannel channel, BackboneDetectorOptions options)
     {
         var backbone = OnnxBackbone.Load(options.BackbonePath!, options.BackboneLayers, options.BackboneThreads,
             preferCuda: options.Device != ComputeDevice.Cpu);
@@ -26,8 +54,8 @@ internal static class BackboneFeatureExtraction
     }
 
     /// <summary>Runs every training image through the backbone once and returns the stored layer maps.</summary>
-    public static FeatureStore Extract(IChannel channel, IDataView input, BackboneDetectorOptions options, OnnxBackbone backbone,
-        FeatureStorePrecision precision = FeatureStorePrecision.Float32, long memoryLimitBytes = 2L << 30)
+    private static FeatureStore Extract(IChannel channel, IDataView input, BackboneDetectorOptions options, OnnxBackbone backbone,
+        FeatureStorePrecision precision, long memoryLimitBytes)
     {
         int height = options.ImageHeight, width = options.ImageWidth;
         IReadOnlyList<LayerShape> shapes = backbone.GetLayerShapes(height, width);
@@ -67,7 +95,7 @@ internal static class BackboneFeatureExtraction
     }
 
     /// <summary>A progress sink that forwards to the user's callback and to ML.NET's log.</summary>
-    public static IProgress<TrainingProgress> TrainingProgressSink(IChannel channel, IProgress<TrainingProgress>? user) =>
+    private static IProgress<TrainingProgress> TrainingProgressSink(IChannel channel, IProgress<TrainingProgress>? user) =>
         new ForwardingProgress(report => Report(channel, user, report));
 
     private static void Report(IChannel channel, IProgress<TrainingProgress>? user, TrainingProgress report)

@@ -8,8 +8,8 @@ namespace Microsoft.ML.Anomaly.Vision;
 /// </summary>
 /// <remarks>
 /// <para>Categories: <c>"weave"</c> (a texture: plain-woven fabric with random thread phase, slight rotation and uneven
-/// lighting) and <c>"washer"</c> (an object: a bevelled metal ring on a dark background with position, size and lighting
-/// jitter). Defect types, in both: <c>"scratch"</c> (a thin curved line, brighter or darker), <c>"hole"</c> (a dark spot),
+/// lighting) and <c>"washer"</c> (an object: a bevelled metal ring on a dark background, held in a fixture as on an
+/// inspection line, so its position and size vary by well under a pixel while its lighting and finish vary slightly). Defect types, in both: <c>"scratch"</c> (a thin curved line, brighter or darker), <c>"hole"</c> (a dark spot),
 /// <c>"color"</c> (a stain tinted towards a foreign colour) and <c>"missing"</c> (a patch of missing threads, or a bite out
 /// of the ring's rim). Size and contrast are drawn per defect, so some are large and obvious and some small and faint.</para>
 /// <para>Images are 8-bit RGB PNG, masks 8-bit greyscale PNG with 255 exactly on the pixels the defect changed and 0

@@ -19,30 +19,16 @@ public sealed class DfmEstimator : ImageAnomalyEstimatorBase<DfmTransformer>
     /// <summary>Fits DFM on the images of <paramref name="input"/>, all assumed to show good parts.</summary>
     /// <param name="input">Data with the image column (an MLImage or a text column of image paths).</param>
     /// <returns>The fitted transformer.</returns>
-    public override DfmTransformer Fit(IDataView input)
-    {
-        ArgumentNullException.ThrowIfNull(input);
-        using IChannel channel = Host.Start(nameof(Fit));
-        OnnxBackbone backbone = BackboneFeatureExtraction.OpenBackbone(channel, _options);
-        try
-        {
-            DfmModel model;
-            using (FeatureStore features = BackboneFeatureExtraction.Extract(channel, input, _options, backbone))
+    public override DfmTransformer Fit(IDataView input) =>
+        BackboneFeatureExtraction.Fit(Host, input, _options, FeatureStorePrecision.Float32, BackboneFeatureExtraction.DefaultMemoryLimitBytes,
+            (features, progress) =>
             {
-                var progress = BackboneFeatureExtraction.TrainingProgressSink(channel, _options.Progress);
                 progress.Report(new TrainingProgress("fitting PCA", 0, 1, double.NaN));
-                model = DfmTrainer.Fit(features, _options.ToTrainingOptions(), _options.CancellationToken);
+                DfmModel model = DfmTrainer.Fit(features, _options.ToTrainingOptions(), _options.CancellationToken);
                 progress.Report(new TrainingProgress("fitting PCA", 1, 1, double.NaN));
-            }
-            channel.Info($"DFM keeps {model.ComponentCount} principal components of {model.FeatureDimension} feature dimensions.");
-            return new DfmTransformer(Host, _options, backbone, model);
-        }
-        catch
-        {
-            backbone.Dispose();
-            throw;
-        }
-    }
+                return model;
+            },
+            (backbone, model) => new DfmTransformer(Host, _options, backbone, model));
 
     private static DfmOptions Checked(DfmOptions options)
     {

@@ -189,15 +189,15 @@ internal static class SyntheticRenderer
 
         public Washer(int size, ref DeterministicRandom rng)
         {
-            CentreX = (size / 2.0) + (rng.Uniform(-0.03, 0.03) * size);
-            CentreY = (size / 2.0) + (rng.Uniform(-0.03, 0.03) * size);
-            OuterRadius = 0.36 * size * rng.Uniform(0.97, 1.03);
-            InnerRadius = 0.16 * size * rng.Uniform(0.97, 1.03);
-            double lightAngle = 3.927 + rng.Uniform(-0.45, 0.45);
+            CentreX = (size / 2.0) + (rng.Uniform(-0.002, 0.002) * size);
+            CentreY = (size / 2.0) + (rng.Uniform(-0.002, 0.002) * size);
+            OuterRadius = 0.36 * size * rng.Uniform(0.998, 1.002);
+            InnerRadius = 0.16 * size * rng.Uniform(0.998, 1.002);
+            double lightAngle = 3.927 + rng.Uniform(-0.1, 0.1);
             _lightX = DeterministicMath.Cos(lightAngle);
             _lightY = DeterministicMath.Sin(lightAngle);
-            _metal = 150 * rng.Uniform(0.93, 1.07);
-            double level = rng.Uniform(0.85, 1.15);
+            _metal = 150 * rng.Uniform(0.98, 1.02);
+            double level = rng.Uniform(0.96, 1.04);
             _background = new[] { 46 * level, 50 * level, 56 * level };
             _backgroundNoise = new ValueNoise(size, size / 5.0, rng.NextUInt64());
             _backgroundGrainSeed = rng.NextUInt64();
@@ -259,7 +259,7 @@ internal static class SyntheticRenderer
         }
     }
 
-    /// <summary>A metal washer (bevelled ring with concentric machining marks) on a dark background, with pose and lighting jitter.</summary>
+    /// <summary>A fixtured metal washer (bevelled ring with concentric machining marks) on a dark background, with slight lighting and finish jitter.</summary>
     private static Scene RenderWasher(int size, ulong seed)
     {
         var rng = new DeterministicRandom(seed);
