@@ -150,9 +150,9 @@ List<(string Algorithm, string OverlayPng, string Caption)> WriteOverlays(string
     string folder = Path.Combine(settings.OutputFolder, "overlays", algorithm);
     Directory.CreateDirectory(folder);
     int size = settings.ImageSize;
-    // One colour range for all of an algorithm's overlays, so that maps compare across images.
-    float min = rows.Min(r => r.AnomalyMap.Min()), max = rows.Max(r => r.AnomalyMap.Max());
-    var picked = rows.Where(r => r.Label).Take(settings.OverlaysPerAlgorithm - 2).Concat(rows.Where(r => !r.Label).Take(2));
+    // The first two images of every defect type and of the good ones, in one colour range so that maps compare.
+    var picked = rows.GroupBy(r => r.DefectType).SelectMany(g => g.Take(2)).ToList();
+    float min = picked.Min(r => r.AnomalyMap.Min()), max = picked.Max(r => r.AnomalyMap.Max());
     var overlays = new List<(string, string, string)>();
     foreach (var row in picked)
     {

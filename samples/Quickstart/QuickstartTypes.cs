@@ -6,7 +6,7 @@ namespace Quickstart;
 
 /// <summary>Command-line settings of the quickstart.</summary>
 internal sealed record QuickstartSettings(string? DataRoot, string Category, string? BackbonePath, string OutputFolder,
-    int ImageSize, int? Epochs, IReadOnlyList<string> Algorithms, int OverlaysPerAlgorithm)
+    int ImageSize, int? Epochs, IReadOnlyList<string> Algorithms)
 {
     /// <summary>CFlow epochs when --epochs is not given (its default, 50, takes too long for a quickstart on a CPU).</summary>
     public const int CflowQuickEpochs = 3;
@@ -54,8 +54,7 @@ internal sealed record QuickstartSettings(string? DataRoot, string Category, str
             values.GetValueOrDefault("out") ?? Path.Combine("artifacts", "quickstart"),
             int.Parse(values.GetValueOrDefault("image-size") ?? DefaultImageSize, CultureInfo.InvariantCulture),
             values.TryGetValue("epochs", out string? epochs) ? int.Parse(epochs, CultureInfo.InvariantCulture) : null,
-            algorithms,
-            OverlaysPerAlgorithm: 8);
+            algorithms);
     }
 }
 

@@ -18,9 +18,10 @@ public static class DfmTrainer
     /// <returns>The fitted model.</returns>
     /// <exception cref="ArgumentException">An argument is invalid, or the features cannot support the model (the message says why).</exception>
     /// <remarks>
-    /// For the NLL score the Gaussian is fitted, as in anomalib, to the training vectors projected after the PCA
-    /// mean has been subtracted twice, i.e. to <c>(x − 2·mean)·V_k</c>; its covariance is unaffected but its mean is
-    /// <c>−mean·V_k</c>, so the NLL score measures <c>x·V_k</c> against the training spread.
+    /// For the NLL score the Gaussian is fitted to the training vectors projected as test vectors are,
+    /// <c>(x − mean)·V_k</c>. anomalib's DFM centres its training matrix in place before projecting it, so its Gaussian
+    /// sees <c>(x − 2·mean)·V_k</c> and its NLL measures <c>x·V_k</c> instead of the deviation from the mean; that side
+    /// effect is not reproduced here.
     /// </remarks>
     public static DfmModel Fit(IFeatureSource features, DfmTrainingOptions options, CancellationToken cancellationToken = default)
     {
@@ -95,8 +96,7 @@ public static class DfmTrainer
                 throw new ArgumentException(
                     $"The NLL score with {k} components needs at least {k + 1} training images (the Gaussian is singular otherwise); got {n}.", nameof(features));
             cancellationToken.ThrowIfCancellationRequested();
-            // As in anomalib: the training vectors are projected after the mean has been subtracted a second time.
-            var projected = matmul(centred - data.mean(new long[] { 0 }), basis);
+            var projected = matmul(centred, basis);
             gaussian = SingleClassGaussian.Fit(projected.t());
         }
         return new DfmModel(layer, kernel, options.ScoreType, pca, gaussian);

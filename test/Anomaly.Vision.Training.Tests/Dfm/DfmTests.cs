@@ -105,14 +105,14 @@ public sealed class DfmTests
         Assert.AreEqual(DfmScoreType.Nll, model.ScoreType);
         Assert.AreEqual(2, model.ComponentCount);
         // Projections along the kept axes have variance 2·0.6/8 = 0.15 and 2·0.3/8 = 0.075 (S² of the 1/√N-scaled
-        // data). The Gaussian is fitted to (x − 2m)·V, so its mean is −m·V and a point x is measured by x·V, i.e.
-        // by its coordinates along the kept axes without removing the offset: x = m + (1, 2, 3, 4) gives (1.5, 1).
+        // data). The Gaussian is fitted to (x − m)·V, so a point x = m + (1, 2, 3, 4) is measured by its deviation's
+        // coordinates along the kept axes, (1, 2).
         var x = Rotate(Add(Offset, new[] { 1f, 2f, 3f, 4f }));
-        double expected = 1.5 * 1.5 / 0.15 + 1.0 * 1.0 / 0.075 + Math.Log(0.15) + Math.Log(0.075);
+        double expected = 1.0 * 1.0 / 0.15 + 2.0 * 2.0 / 0.075 + Math.Log(0.15) + Math.Log(0.075);
         Assert.AreEqual(expected, model.Score(x, Span<float>.Empty), 1e-3);
-        // The offset-free point sits at the Gaussian's mean: only the log-determinant remains.
-        var origin = Rotate(new float[4]);
-        Assert.AreEqual(Math.Log(0.15) + Math.Log(0.075), model.Score(origin, Span<float>.Empty), 1e-3);
+        // The training mean sits at the Gaussian's mean: only the log-determinant remains.
+        var mean = Rotate(Offset);
+        Assert.AreEqual(Math.Log(0.15) + Math.Log(0.075), model.Score(mean, Span<float>.Empty), 1e-3);
     }
 
     [TestMethod]
