@@ -37,6 +37,37 @@ public sealed class DetectorPersistenceTests
     }
 
     [TestMethod]
+    [DataRow("cfa")]
+    [DataRow("cflow")]
+    public void AFreshProcessLoadsTheZipAndGivesTheSameScores(string detector)
+    {
+        var ml = new MLContext(seed: 1);
+        IDataView train = DetectorFixture.Train(ml), test = DetectorFixture.Test(ml);
+        ITransformer model = DetectorFixture.Estimator(ml, detector).Fit(train);
+        float[] scores = Scores(ml, model.Transform(test));
+        string zip = Path.Combine(DetectorFixture.NewFolder(), detector + ".zip");
+        ml.Model.Save(model, train.Schema, zip);
+
+        string[] paths = ml.Data.CreateEnumerable<ImagePathRow>(test, reuseRowObject: false).Select(r => r.ImagePath).ToArray();
+        string checker = typeof(DetectorPersistenceTests).Assembly.GetCustomAttributes<AssemblyMetadataAttribute>()
+            .Single(a => a.Key == "ModelLoadCheck").Value!;
+        var start = new System.Diagnostics.ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (string arg in new[] { checker, zip }.Concat(paths))
+            start.ArgumentList.Add(arg);
+        using var process = System.Diagnostics.Process.Start(start)!;
+        string output = process.StandardOutput.ReadToEnd();
+        string errors = process.StandardError.ReadToEnd();
+        process.WaitForExit();
+        Assert.AreEqual(0, process.ExitCode, errors);
+
+        float[] fresh = output.Split('\n', StringSplitOptions.RemoveEmptyEntries)
+            .Select(line => float.Parse(line, System.Globalization.CultureInfo.InvariantCulture)).ToArray();
+        Assert.HasCount(scores.Length, fresh);
+        for (int i = 0; i < scores.Length; i++)
+            Assert.AreEqual(scores[i], fresh[i], 1e-5f, $"image {i}");
+    }
+
+    [TestMethod]
     public void CfaInAPipelineAfterLoadImagesAndResizeImagesRoundTrips()
     {
         var ml = new MLContext(seed: 1);
