@@ -78,9 +78,6 @@ internal static class SyntheticRenderer
 
     private static double Clamp01(double v) => v < 0 ? 0 : v > 1 ? 1 : v;
 
-    /// <summary>u^1.5: skews a uniform draw towards small values (faint, hard defects) without platform maths.</summary>
-    private static double Skewed(double u) => u * Math.Sqrt(u);
-
     /// <summary>A rounded thread cross-section: 0 at f = 0 and f = 1, 1 at f = 0.5 (a smoothed parabola).</summary>
     private static double Bump(double f)
     {
@@ -372,7 +369,7 @@ internal static class SyntheticRenderer
         double mx = ((sx + ex) / 2) - (bend * DeterministicMath.Sin(direction));
         double my = ((sy + ey) / 2) + (bend * DeterministicMath.Cos(direction));
         double half = Math.Max(0.5, unit * rng.Uniform(0.4, 1.6));
-        double contrast = Lerp(5, 90, Skewed(rng.NextDouble()));
+        double contrast = Lerp(15, 90, rng.NextDouble());
         double sign = rng.NextDouble() < 0.6 ? 1 : -1;
         ulong noiseSeed = rng.NextUInt64();
 
@@ -430,8 +427,8 @@ internal static class SyntheticRenderer
     {
         int size = scene.Size;
         (double cx, double cy) = scene.PickPoint(ref rng);
-        double radius = Math.Max(1.0, size * rng.Uniform(0.005, 0.05));
-        double strength = Lerp(0.12, 1.0, Skewed(rng.NextDouble()));
+        double radius = Math.Max(1.0, size * rng.Uniform(0.012, 0.05));
+        double strength = Lerp(0.2, 1.0, rng.NextDouble());
         FillDisks(scene, mask, new[] { (cx, cy, radius) }, surfaceOnly: true);
         double[] dark = { 24, 21, 19 };
         return (x, y, colour) =>
@@ -463,7 +460,7 @@ internal static class SyntheticRenderer
 
         FillDisks(scene, mask, disks, surfaceOnly: true);
         double[] tint = s_contaminationColours[rng.NextInt(s_contaminationColours.Length)];
-        double alpha = Lerp(0.1, 0.65, Skewed(rng.NextDouble()));
+        double alpha = Lerp(0.15, 0.65, rng.NextDouble());
         return (x, y, colour) =>
         {
             double luminance = (colour[0] + colour[1] + colour[2]) / 3;
