@@ -78,7 +78,10 @@ public abstract class BackboneAnomalyTransformerBase : ImageAnomalyTransformerBa
     /// <inheritdoc />
     public sealed override int InputWidth => _width;
 
-    /// <summary>Releases the backbone's ONNX Runtime session and the detector's native state.</summary>
+    /// <summary>
+    /// Releases the backbone's ONNX Runtime session and the detector's native state. A transformer made by
+    /// <see cref="ImageAnomalyTransformerBase.WithThreshold(float)"/> shares that state with its source: dispose only one of them.
+    /// </summary>
     public void Dispose()
     {
         Backbone.Dispose();

@@ -87,6 +87,27 @@ public sealed class DetectorPersistenceTests
     }
 
     [TestMethod]
+    public void AdaptiveThresholdIsStoredAndPredictsLabels()
+    {
+        var ml = new MLContext(seed: 1);
+        IDataView train = DetectorFixture.Train(ml), test = DetectorFixture.Test(ml);
+        var model = (DfmTransformer)DetectorFixture.Estimator(ml, "dfm-fre").Fit(train);
+        var rows = ml.Data.CreateEnumerable<LabelledRow>(model.Transform(test), reuseRowObject: false, ignoreMissingColumns: true).ToList();
+        float threshold = AdaptiveThreshold.Compute(rows.Select(r => r.Score).ToArray(), rows.Select(r => r.Label).ToArray());
+
+        ImageAnomalyTransformerBase labelled = model.WithThreshold(threshold);
+        string zip = Path.Combine(DetectorFixture.NewFolder(), "dfm-threshold.zip");
+        ml.Model.Save(labelled, train.Schema, zip);
+        var fresh = new MLContext();
+        ITransformer loaded = fresh.Model.Load(zip, out _);
+        Assert.AreEqual(threshold, ((ImageAnomalyTransformerBase)loaded).Threshold);
+        var predicted = fresh.Data.CreateEnumerable<LabelledRow>(loaded.Transform(DetectorFixture.Test(fresh)), reuseRowObject: false).ToList();
+        for (int i = 0; i < rows.Count; i++)
+            Assert.AreEqual(rows[i].Score >= threshold, predicted[i].PredictedLabel, $"row {i}");
+        Assert.IsTrue(predicted.Any(r => r.PredictedLabel) && predicted.Any(r => !r.PredictedLabel), "the F1-optimal threshold splits the test set");
+    }
+
+    [TestMethod]
     public void EachDetectorsZipLoadsAsItsOwnTransformer()
     {
         var ml = new MLContext(seed: 1);
@@ -132,4 +153,17 @@ public sealed class DetectorPersistenceTests
 
     internal static float[] Scores(MLContext ml, IDataView scored) =>
         ml.Data.CreateEnumerable<ScoredRow>(scored, reuseRowObject: false).Select(r => r.Score).ToArray();
+}
+
+/// <summary>A scored row with its label and, once a threshold is set, the predicted label.</summary>
+public sealed class LabelledRow
+{
+    /// <summary>True for a defective image.</summary>
+    public bool Label { get; set; }
+
+    /// <summary>The anomaly score.</summary>
+    public float Score { get; set; }
+
+    /// <summary>Score at or above the threshold.</summary>
+    public bool PredictedLabel { get; set; }
 }
