@@ -59,7 +59,7 @@ string metricsJson = Path.Combine(settings.OutputFolder, "metrics.json");
 File.WriteAllText(metricsJson, JsonSerializer.Serialize(
     results.ToDictionary(r => r.Name, r => r.ToJson()), new JsonSerializerOptions { WriteIndented = true }));
 
-var table = new Table().AddColumns("algorithm", "image AUROC", "pixel AUROC", "AUPRO", "image F1", "fit s", "images/s", "reload max |Δ|");
+var table = new Table().AddColumns("model", "img AUROC", "px AUROC", "AUPRO", "img F1", "fit s", "img/s", "reload Δ");
 foreach (var r in results)
     table.AddRow(r.Name, F(r.Metrics.ImageAuroc), F(r.Metrics.PixelAuroc), F(r.Metrics.Aupro), F(r.Metrics.ImageF1Max),
         F(r.FitSeconds, "F1"), F(r.ImagesPerSecond, "F1"), r.ReloadMaxAbsDiff.ToString("G3", CultureInfo.InvariantCulture));
