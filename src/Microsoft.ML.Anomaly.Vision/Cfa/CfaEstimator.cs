@@ -14,7 +14,7 @@ public sealed class CfaEstimator : ImageAnomalyEstimatorBase<CfaTransformer>
     private readonly CfaOptions _options;
 
     internal CfaEstimator(IHostEnvironment env, CfaOptions options)
-        : base(env, nameof(CfaEstimator), Checked(options), producesMap: true) => _options = options;
+        : base(env, nameof(CfaEstimator), BackboneDetectorOptions.Checked(options), producesMap: true) => _options = options;
 
     /// <summary>Trains CFA on the images of <paramref name="input"/>, all assumed to show good parts.</summary>
     /// <param name="input">Data with the image column (an MLImage or a text column of image paths).</param>
@@ -23,11 +23,4 @@ public sealed class CfaEstimator : ImageAnomalyEstimatorBase<CfaTransformer>
         BackboneFeatureExtraction.Fit(Host, input, _options, _options.FeaturePrecision, _options.FeatureMemoryLimitBytes,
             (features, progress) => CfaTrainer.Train(features, _options.ToTrainingOptions(), progress, _options.CancellationToken),
             (backbone, model) => new CfaTransformer(Host, _options, backbone, model));
-
-    private static CfaOptions Checked(CfaOptions options)
-    {
-        ArgumentNullException.ThrowIfNull(options);
-        options.ValidateAll(nameof(options));
-        return options;
-    }
 }

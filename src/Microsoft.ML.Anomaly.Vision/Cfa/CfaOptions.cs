@@ -59,7 +59,7 @@ public sealed class CfaOptions : BackboneDetectorOptions
         Device = Device,
     };
 
-    internal void ValidateAll(string paramName)
+    internal override void ValidateAll(string paramName)
     {
         ValidateBackboneOptions(paramName);
         if (GammaC < 1 || GammaD < 1)

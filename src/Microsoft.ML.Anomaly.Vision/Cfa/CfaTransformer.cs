@@ -36,10 +36,7 @@ public sealed class CfaTransformer : BackboneAnomalyTransformerBase
         // *** Binary format *** (after the backbone; see SaveAlgorithm)
         // stream Cfa.bin: the CFA model (CfaModel.Write)
         _model = ModelStreams.LoadBinary(ctx, ModelStreamName, CfaModel.Read);
-        var shapes = Backbone.GetLayerShapes(InputHeight, InputWidth);
-        if (!shapes.SequenceEqual(_model.Layers))
-            throw new InvalidDataException(
-                $"The CFA model was trained on layer shapes {string.Join(", ", _model.Layers)} but its backbone gives {string.Join(", ", shapes)}.");
+        CheckFittedLayerShapes(_model.Layers, "CFA");
         _maps = CreateMapGenerator();
     }
 

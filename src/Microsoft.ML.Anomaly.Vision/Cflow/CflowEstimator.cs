@@ -14,7 +14,7 @@ public sealed class CflowEstimator : ImageAnomalyEstimatorBase<CflowTransformer>
     private readonly CflowOptions _options;
 
     internal CflowEstimator(IHostEnvironment env, CflowOptions options)
-        : base(env, nameof(CflowEstimator), Checked(options), producesMap: true) => _options = options;
+        : base(env, nameof(CflowEstimator), BackboneDetectorOptions.Checked(options), producesMap: true) => _options = options;
 
     /// <summary>Trains CFlow on the images of <paramref name="input"/>, all assumed to show good parts.</summary>
     /// <param name="input">Data with the image column (an MLImage or a text column of image paths).</param>
@@ -23,11 +23,4 @@ public sealed class CflowEstimator : ImageAnomalyEstimatorBase<CflowTransformer>
         BackboneFeatureExtraction.Fit(Host, input, _options, FeatureStorePrecision.Float32, BackboneFeatureExtraction.DefaultMemoryLimitBytes,
             (features, progress) => CflowTrainer.Train(features, _options.ToTrainingOptions(), progress, _options.CancellationToken),
             (backbone, model) => new CflowTransformer(Host, _options, backbone, model));
-
-    private static CflowOptions Checked(CflowOptions options)
-    {
-        ArgumentNullException.ThrowIfNull(options);
-        options.ValidateAll(nameof(options));
-        return options;
-    }
 }

@@ -49,7 +49,7 @@ public sealed class CflowOptions : BackboneDetectorOptions
         Device = Device,
     };
 
-    internal void ValidateAll(string paramName)
+    internal override void ValidateAll(string paramName)
     {
         ValidateBackboneOptions(paramName);
         if (ConditionVectorSize < 4 || ConditionVectorSize % 4 != 0)

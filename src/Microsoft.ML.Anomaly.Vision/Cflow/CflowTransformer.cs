@@ -36,12 +36,14 @@ public sealed class CflowTransformer : BackboneAnomalyTransformerBase
         // *** Binary format *** (after the backbone; see SaveAlgorithm)
         // stream Cflow.bin: the flows (CflowModel.Write)
         _model = ModelStreams.LoadBinary(ctx, ModelStreamName, reader => CflowModel.Read(reader));
-        var shapes = Backbone.GetLayerShapes(InputHeight, InputWidth);
-        if (!shapes.SequenceEqual(_model.Layers))
+        try
+        {
+            CheckFittedLayerShapes(_model.Layers, "CFlow");
+        }
+        catch
         {
             _model.Dispose();
-            throw new InvalidDataException(
-                $"The CFlow model was trained on layer shapes {string.Join(", ", _model.Layers)} but its backbone gives {string.Join(", ", shapes)}.");
+            throw;
         }
         _maps = CreateMapGenerator();
     }

@@ -1,3 +1,4 @@
+using Anomaly.Vision.Training;
 using Microsoft.ML.Anomaly.Vision.Internal;
 using Microsoft.ML.Runtime;
 
@@ -93,6 +94,18 @@ public abstract class BackboneAnomalyTransformerBase : ImageAnomalyTransformerBa
     {
         float[][] layerMaps = Backbone.Run(images, batch, _height, _width);
         ScoreFeatures(layerMaps, batch, scores, maps);
+    }
+
+    /// <summary>
+    /// Checks, when loading, that the algorithm's model was fitted on the layer shapes the saved backbone gives at
+    /// the saved input size.
+    /// </summary>
+    private protected void CheckFittedLayerShapes(IReadOnlyList<LayerShape> fitted, string algorithm)
+    {
+        var shapes = Backbone.GetLayerShapes(InputHeight, InputWidth);
+        if (!shapes.SequenceEqual(fitted))
+            throw new InvalidDataException(
+                $"The {algorithm} model was fitted on layer shapes {string.Join(", ", fitted)} but its backbone gives {string.Join(", ", shapes)}.");
     }
 
     /// <summary>Scores a batch from its backbone layer maps (layerMaps[l] holds batch × C × h × w).</summary>

@@ -49,6 +49,18 @@ public abstract class BackboneDetectorOptions : ImageAnomalyDetectorOptions
     /// <summary>The backbone layers the detector reads, in order.</summary>
     internal abstract IReadOnlyList<string> BackboneLayers { get; }
 
+    /// <summary>Checks all options of a detector; throws <see cref="ArgumentException"/> naming <paramref name="paramName"/>.</summary>
+    internal abstract void ValidateAll(string paramName);
+
+    /// <summary>Returns <paramref name="options"/> after checking it, for an estimator's constructor.</summary>
+    internal static TOptions Checked<TOptions>(TOptions options)
+        where TOptions : BackboneDetectorOptions
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        options.ValidateAll(nameof(options));
+        return options;
+    }
+
     /// <summary>Checks the shared options; throws <see cref="ArgumentException"/> naming <paramref name="paramName"/>.</summary>
     internal void ValidateBackboneOptions(string paramName)
     {

@@ -14,7 +14,7 @@ public sealed class DfmEstimator : ImageAnomalyEstimatorBase<DfmTransformer>
     private readonly DfmOptions _options;
 
     internal DfmEstimator(IHostEnvironment env, DfmOptions options)
-        : base(env, nameof(DfmEstimator), Checked(options), producesMap: options.ScoreType == DfmScoreType.Fre) => _options = options;
+        : base(env, nameof(DfmEstimator), BackboneDetectorOptions.Checked(options), producesMap: options.ScoreType == DfmScoreType.Fre) => _options = options;
 
     /// <summary>Fits DFM on the images of <paramref name="input"/>, all assumed to show good parts.</summary>
     /// <param name="input">Data with the image column (an MLImage or a text column of image paths).</param>
@@ -29,11 +29,4 @@ public sealed class DfmEstimator : ImageAnomalyEstimatorBase<DfmTransformer>
                 return model;
             },
             (backbone, model) => new DfmTransformer(Host, _options, backbone, model));
-
-    private static DfmOptions Checked(DfmOptions options)
-    {
-        ArgumentNullException.ThrowIfNull(options);
-        options.ValidateAll(nameof(options));
-        return options;
-    }
 }

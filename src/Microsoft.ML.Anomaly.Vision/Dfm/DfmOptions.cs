@@ -37,7 +37,7 @@ public sealed class DfmOptions : BackboneDetectorOptions
         Device = Device,
     };
 
-    internal void ValidateAll(string paramName)
+    internal override void ValidateAll(string paramName)
     {
         ValidateBackboneOptions(paramName);
         if (PoolingKernelSize < 1)

@@ -36,9 +36,7 @@ public sealed class DfmTransformer : BackboneAnomalyTransformerBase
         // *** Binary format *** (after the backbone; see SaveAlgorithm)
         // stream Dfm.bin: the DFM model (DfmModel.Write)
         _model = ModelStreams.LoadBinary(ctx, ModelStreamName, DfmModel.Read);
-        var shape = Backbone.GetLayerShapes(InputHeight, InputWidth)[0];
-        if (shape != _model.Layer)
-            throw new InvalidDataException($"The DFM model was fitted on layer shape {_model.Layer} but its backbone gives {shape}.");
+        CheckFittedLayerShapes([_model.Layer], "DFM");
         _maps = new DfmAnomalyMapGenerator(_model.PooledHeight, _model.PooledWidth, InputHeight, InputWidth);
     }
 

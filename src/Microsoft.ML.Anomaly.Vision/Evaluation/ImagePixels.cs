@@ -8,17 +8,7 @@ internal static class ImagePixels
     /// <summary>Loads an image file as row-major RGB bytes (3 per pixel). Errors name the path.</summary>
     public static byte[] LoadRgb(string path, out int height, out int width)
     {
-        if (!File.Exists(path))
-            throw new FileNotFoundException($"Image file '{path}' does not exist.", path);
-        MLImage image;
-        try
-        {
-            image = MLImage.CreateFromFile(path);
-        }
-        catch (Exception e) when (e is not OutOfMemoryException)
-        {
-            throw new InvalidDataException($"Image file '{path}' could not be decoded: {e.Message}", e);
-        }
+        MLImage image = ImageTensorConverter.LoadImage(path);
         using (image)
         {
             height = image.Height;

@@ -1,3 +1,4 @@
+using Microsoft.ML.Anomaly.Vision.Tests.TestSupport;
 using Microsoft.ML.Anomaly.Vision.Tests.Backbones;
 
 namespace Microsoft.ML.Anomaly.Vision.Tests.Detectors;
@@ -40,16 +41,9 @@ internal static class DetectorFixture
         _ => throw new ArgumentException(detector, nameof(detector)),
     };
 
-    public static string NewFolder()
-    {
-        string path = Path.Combine(Path.GetTempPath(), "anomaly-vision-detectors", Guid.NewGuid().ToString("N"));
-        Directory.CreateDirectory(path);
-        return path;
-    }
-
     private static (string, string) Create()
     {
-        string folder = NewFolder();
+        string folder = TestImages.NewDirectory();
         string root = Path.Combine(folder, "data");
         SyntheticDefectSet.Generate(root, new SyntheticDefectSetOptions
         {

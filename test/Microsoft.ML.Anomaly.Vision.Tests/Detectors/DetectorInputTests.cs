@@ -31,7 +31,7 @@ public sealed class DetectorInputTests
     public void MissingBackboneFileIsNamed()
     {
         var ml = new MLContext();
-        string missing = Path.Combine(DetectorFixture.NewFolder(), "nowhere.onnx");
+        string missing = Path.Combine(TestImages.NewDirectory(), "nowhere.onnx");
         var estimator = ml.Transforms.DetectDfmAnomalies(missing, "ImagePath", DetectorFixture.Size);
         var error = Assert.Throws<FileNotFoundException>(() => estimator.Fit(DetectorFixture.Train(ml)));
         StringAssert.Contains(error.Message, missing);
@@ -51,7 +51,7 @@ public sealed class DetectorInputTests
     public void ImagesOfMixedSizesAreResizedToTheInputSize()
     {
         var ml = new MLContext(seed: 1);
-        string folder = DetectorFixture.NewFolder();
+        string folder = TestImages.NewDirectory();
         var paths = new List<ImagePathRow>();
         foreach (int size in new[] { 48, 64, 96 })
         {

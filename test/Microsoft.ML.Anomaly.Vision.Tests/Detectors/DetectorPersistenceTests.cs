@@ -22,7 +22,7 @@ public sealed class DetectorPersistenceTests
         Assert.IsTrue(scores.All(float.IsFinite));
         Assert.IsGreaterThan(0f, scores.Max() - scores.Min(), "different images must get different scores");
 
-        string zip = Path.Combine(DetectorFixture.NewFolder(), detector + ".zip");
+        string zip = Path.Combine(TestImages.NewDirectory(), detector + ".zip");
         ml.Model.Save(model, train.Schema, zip);
         var fresh = new MLContext();
         ITransformer loaded = fresh.Model.Load(zip, out _);
@@ -45,7 +45,7 @@ public sealed class DetectorPersistenceTests
         IDataView train = DetectorFixture.Train(ml), test = DetectorFixture.Test(ml);
         ITransformer model = DetectorFixture.Estimator(ml, detector).Fit(train);
         float[] scores = Scores(ml, model.Transform(test));
-        string zip = Path.Combine(DetectorFixture.NewFolder(), detector + ".zip");
+        string zip = Path.Combine(TestImages.NewDirectory(), detector + ".zip");
         ml.Model.Save(model, train.Schema, zip);
 
         string[] paths = ml.Data.CreateEnumerable<ImagePathRow>(test, reuseRowObject: false).Select(r => r.ImagePath).ToArray();
@@ -79,7 +79,7 @@ public sealed class DetectorPersistenceTests
         var model = pipeline.Fit(train);
         float[] scores = Scores(ml, model.Transform(DetectorFixture.Test(ml)));
 
-        string zip = Path.Combine(DetectorFixture.NewFolder(), "pipeline.zip");
+        string zip = Path.Combine(TestImages.NewDirectory(), "pipeline.zip");
         ml.Model.Save(model, train.Schema, zip);
         var fresh = new MLContext();
         ITransformer loaded = fresh.Model.Load(zip, out _);
@@ -96,7 +96,7 @@ public sealed class DetectorPersistenceTests
         float threshold = AdaptiveThreshold.Compute(rows.Select(r => r.Score).ToArray(), rows.Select(r => r.Label).ToArray());
 
         ImageAnomalyTransformerBase labelled = model.WithThreshold(threshold);
-        string zip = Path.Combine(DetectorFixture.NewFolder(), "dfm-threshold.zip");
+        string zip = Path.Combine(TestImages.NewDirectory(), "dfm-threshold.zip");
         ml.Model.Save(labelled, train.Schema, zip);
         var fresh = new MLContext();
         ITransformer loaded = fresh.Model.Load(zip, out _);
@@ -112,7 +112,7 @@ public sealed class DetectorPersistenceTests
     {
         var ml = new MLContext(seed: 1);
         IDataView train = DetectorFixture.Train(ml);
-        string folder = DetectorFixture.NewFolder();
+        string folder = TestImages.NewDirectory();
         string dfmZip = Path.Combine(folder, "dfm.zip");
         ml.Model.Save(DetectorFixture.Estimator(ml, "dfm-fre").Fit(train), train.Schema, dfmZip);
 
@@ -126,7 +126,7 @@ public sealed class DetectorPersistenceTests
     {
         var ml = new MLContext(seed: 1);
         IDataView train = DetectorFixture.Train(ml);
-        string zip = Path.Combine(DetectorFixture.NewFolder(), "dfm.zip");
+        string zip = Path.Combine(TestImages.NewDirectory(), "dfm.zip");
         ml.Model.Save(DetectorFixture.Estimator(ml, "dfm-fre").Fit(train), train.Schema, zip);
         using (var archive = ZipFile.Open(zip, ZipArchiveMode.Update))
         {
@@ -146,7 +146,7 @@ public sealed class DetectorPersistenceTests
     [TestMethod]
     public void FileThatIsNotAModelZipIsRejected()
     {
-        string path = Path.Combine(DetectorFixture.NewFolder(), "not-a-model.zip");
+        string path = Path.Combine(TestImages.NewDirectory(), "not-a-model.zip");
         File.WriteAllText(path, "this is not a zip archive");
         Assert.Throws<Exception>(() => new MLContext().Model.Load(path, out _));
     }
