@@ -2,43 +2,44 @@ using System.Diagnostics;
 using Anomaly.Vision.Training;
 
 /// <summary>
-/// Times CFA training on random features of ResNet-18 shapes for a 128×128 input
-/// (layer1 64×32×32, layer2 128×16×16, layer3 256×8×8): the memory-bank pass and each epoch.
-/// Arguments: [images=60] [epochs=3] [batch=32].
+/// Times CFA training on random features of ResNet-18 shapes (layer1–layer3 of a square input), side by side:
+/// steps cut into chunks of <see cref="CfaTrainer.CpuChunkBytes"/> of distances (what Fit does on a CPU) against
+/// whole batches in one piece. Both must reach the same losses. Last line: <c>cfa_chunked_vs_whole_batch=</c> (time ratio).
+/// Arguments: [image size=128] [images=60] [epochs=3] [batch=32].
 /// </summary>
 internal static class CfaBenchmark
 {
     public static int Run(string[] args)
     {
-        int images = args.Length > 0 ? int.Parse(args[0]) : 60;
-        int epochs = args.Length > 1 ? int.Parse(args[1]) : 3;
-        int batch = args.Length > 2 ? int.Parse(args[2]) : 32;
-        LayerShape[] layers = { new(64, 32, 32), new(128, 16, 16), new(256, 8, 8) };
+        int size = args.Length > 0 ? int.Parse(args[0]) : 128;
+        int images = args.Length > 1 ? int.Parse(args[1]) : 60;
+        int epochs = args.Length > 2 ? int.Parse(args[2]) : 3;
+        int batch = args.Length > 3 ? int.Parse(args[3]) : 32;
+        LayerShape[] layers = { new(64, size / 4, size / 4), new(128, size / 8, size / 8), new(256, size / 16, size / 16) };
         var source = new InMemoryFeatureSource(layers);
         var random = new Random(0);
         for (int i = 0; i < images; i++)
             source.Add(layers.Select(s => Enumerable.Range(0, s.Size).Select(_ => (float)random.NextDouble()).ToArray()).ToArray());
-
         var options = new CfaTrainingOptions { Epochs = epochs, BatchSize = batch, Device = ComputeDevice.Cpu };
-        var clock = Stopwatch.StartNew();
-        var process = Process.GetCurrentProcess();
-        TimeSpan last = TimeSpan.Zero, lastCpu = process.TotalProcessorTime;
-        var progress = new SyncProgress(p =>
-        {
-            if (p.Stage == "memory bank" && p.Step < p.Steps)
-                return;
-            var now = clock.Elapsed;
-            process.Refresh();
-            var cpu = process.TotalProcessorTime;
-            Console.WriteLine($"{p.Stage,-12} {p.Step}/{p.Steps}  loss {p.Loss,10:G5}  wall {(now - last).TotalSeconds,7:F2} s  cpu {(cpu - lastCpu).TotalSeconds,7:F2} s");
-            last = now;
-            lastCpu = cpu;
-        });
-        var model = CfaTrainer.Train(source, options, progress);
-        Console.WriteLine($"CFA: {images} images, layers {string.Join(", ", layers)}, descriptor {model.InputChannels}→{model.DescriptorChannels}, " +
-                          $"bank {model.BankSize}, {epochs} epochs: {clock.Elapsed.TotalSeconds:F2} s in all, {Environment.ProcessorCount} cores, " +
-                          $"TorchSharp threads {TorchSharp.torch.get_num_threads()}");
+
+        Console.WriteLine($"CFA training: {images} images at {size}×{size} (layers {string.Join(", ", layers.Select(l => $"{l.Channels}×{l.Height}×{l.Width}"))}), " +
+                          $"batch {batch}, {epochs} epochs, {Environment.ProcessorCount} cores, TorchSharp threads {TorchSharp.torch.get_num_threads()}");
+        var (chunked, chunkedLoss) = Time("chunked", source, options, CfaTrainer.CpuChunkBytes);
+        var (whole, wholeLoss) = Time("whole batch", source, options, 1L << 50);
+        Console.WriteLine($"final epoch loss: chunked {chunkedLoss:G6}, whole batch {wholeLoss:G6}");
+        Console.WriteLine($"cfa_chunked_vs_whole_batch={chunked / whole:F3}");
         return 0;
+    }
+
+    private static (double Seconds, double LastLoss) Time(string name, IFeatureSource source, CfaTrainingOptions options, long chunkBytes)
+    {
+        double lastLoss = double.NaN;
+        var progress = new SyncProgress(p => lastLoss = p.Stage == "training" ? p.Loss : lastLoss);
+        var clock = Stopwatch.StartNew();
+        CfaTrainer.Train(source, options, progress, default, chunkBytes);
+        double seconds = clock.Elapsed.TotalSeconds;
+        Console.WriteLine($"{name,-12} {seconds,8:F2} s");
+        return (seconds, lastLoss);
     }
 
     private sealed class SyncProgress(Action<TrainingProgress> report) : IProgress<TrainingProgress>

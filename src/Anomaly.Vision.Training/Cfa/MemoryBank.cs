@@ -24,19 +24,44 @@ internal static class MemoryBank
     /// <summary>
     /// The <paramref name="k"/> smallest squared distances of every patch feature to the bank, ascending, and the
     /// entries they belong to. The ranking uses ‖c‖² − 2 f·c, one 1×1 convolution with kernel −2c and bias ‖c‖²;
-    /// ‖f‖², the same for every entry, is added to the k values afterwards. Runs without gradient tracking.
+    /// ‖f‖², the same for every entry, is added to the k values afterwards. The bank is taken
+    /// <paramref name="entriesPerChunk"/> entries at a time, each chunk's k smallest kept and the survivors ranked
+    /// again, so the patches × bank tensor never exists whole. Runs without gradient tracking.
     /// </summary>
     /// <param name="features">Target-oriented features [B, C, H, W].</param>
     /// <param name="minusTwoBankAsKernel">−2 × the bank [M, C], shaped [M, C, 1, 1].</param>
     /// <param name="bankSquaredNorms">‖c‖² of each entry, shaped [M].</param>
     /// <param name="k">Number of distances kept per patch.</param>
+    /// <param name="entriesPerChunk">Bank entries ranked per convolution; M or more ranks the whole bank at once.</param>
     /// <returns>Distances and entry indices, both [B, k, H, W].</returns>
-    public static (Tensor Values, Tensor Indices) Nearest(Tensor features, Tensor minusTwoBankAsKernel, Tensor bankSquaredNorms, int k)
+    public static (Tensor Values, Tensor Indices) Nearest(Tensor features, Tensor minusTwoBankAsKernel, Tensor bankSquaredNorms, int k, long entriesPerChunk)
     {
         using var noGrad = no_grad();
-        var partial = F.conv2d(features.detach(), minusTwoBankAsKernel, bankSquaredNorms);
-        var (values, indices) = partial.topk(k, 1, largest: false, sorted: true);
-        return (values + features.detach().pow(2).sum(1, keepdim: true), indices);
+        var detached = features.detach();
+        long entries = minusTwoBankAsKernel.shape[0];
+        Tensor values, indices;
+        if (entriesPerChunk >= entries)
+        {
+            (values, indices) = F.conv2d(detached, minusTwoBankAsKernel, bankSquaredNorms).topk(k, 1, largest: false, sorted: true);
+        }
+        else
+        {
+            var chunkValues = new List<Tensor>();
+            var chunkIndices = new List<Tensor>();
+            for (long start = 0; start < entries; start += entriesPerChunk)
+            {
+                long count = Math.Min(entriesPerChunk, entries - start);
+                var partial = F.conv2d(detached, minusTwoBankAsKernel.narrow(0, start, count), bankSquaredNorms.narrow(0, start, count));
+                var (v, i) = partial.topk((int)Math.Min(k, count), 1, largest: false, sorted: true);
+                partial.Dispose();
+                chunkValues.Add(v);
+                chunkIndices.Add(i.add_(start));
+            }
+            var (merged, position) = cat(chunkValues, 1).topk(k, 1, largest: false, sorted: true);
+            values = merged;
+            indices = cat(chunkIndices, 1).gather(1, position);
+        }
+        return (values.add_(detached.pow(2).sum(1, keepdim: true)), indices);
     }
 
     /// <summary>
@@ -80,15 +105,14 @@ internal static class MemoryBank
     public static Tensor SquaredNorms(Tensor bank) => bank.pow(2).sum(1).reshape(1, -1, 1, 1);
 
     /// <summary>
-    /// Folds one batch's mean into the running bank as anomalib's CFA does: bank ← (bank·i + mean_b(features)) / (i + 1),
+    /// Folds one batch's mean into the running bank as anomalib's CFA does: bank ← (bank·i + batchMean) / (i + 1),
     /// so the result is the mean of the batch means.
     /// </summary>
     /// <param name="running">Running mean [C, H, W], or <see langword="null"/> before the first batch.</param>
-    /// <param name="features">The batch's target-oriented features [B, C, H, W].</param>
+    /// <param name="batchMean">The mean of the batch's target-oriented features [C, H, W].</param>
     /// <param name="batchIndex">Index i of the batch, from 0.</param>
-    public static Tensor Accumulate(Tensor? running, Tensor features, int batchIndex)
+    public static Tensor Accumulate(Tensor? running, Tensor batchMean, int batchIndex)
     {
-        var batchMean = features.mean(new long[] { 0 });
         if (running is null)
             return batchMean;
         return (running * batchIndex + batchMean) / (batchIndex + 1);

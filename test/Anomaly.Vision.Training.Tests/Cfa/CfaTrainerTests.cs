@@ -42,6 +42,28 @@ public sealed class CfaTrainerTests
     }
 
     [TestMethod]
+    public void ChunkedStepsTrainTheSameModelAsWholeBatches()
+    {
+        var source = CfaTestData.Source(CfaTestData.Maps(6, seed: 7));
+        var options = CfaTestData.Options(epochs: 3);
+        // 4 KiB: one image per chunk and 16 of the 64 bank entries per distance convolution.
+        var chunked = CfaTrainer.Train(source, options, null, default, chunkBytes: 4096);
+        var whole = CfaTrainer.Train(source, options, null, default, chunkBytes: 1L << 40);
+        AssertClose(whole.MemoryBank.ToArray(), chunked.MemoryBank.ToArray(), "bank");
+        AssertClose(whole.DescriptorWeight.ToArray(), chunked.DescriptorWeight.ToArray(), "weight");
+        AssertClose(whole.DescriptorBias.ToArray(), chunked.DescriptorBias.ToArray(), "bias");
+        var untrained = CfaTrainer.Train(source, CfaTestData.Options(epochs: 0), null, default, chunkBytes: 4096);
+        Assert.IsGreaterThan(1e-3f, whole.DescriptorWeight.ToArray().Zip(untrained.DescriptorWeight.ToArray(), (a, b) => Math.Abs(a - b)).Max());
+
+        static void AssertClose(float[] expected, float[] actual, string what)
+        {
+            Assert.HasCount(expected.Length, actual);
+            for (int i = 0; i < expected.Length; i++)
+                Assert.AreEqual(expected[i], actual[i], 1e-5f * Math.Max(1f, Math.Abs(expected[i])), $"{what} {i}");
+        }
+    }
+
+    [TestMethod]
     public void GammaOptionsShrinkTheDescriptorAndClusterTheBank()
     {
         var options = CfaTestData.Options(epochs: 1);

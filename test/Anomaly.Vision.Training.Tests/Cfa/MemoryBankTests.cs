@@ -53,7 +53,10 @@ public sealed class MemoryBankTests
     }
 
     [TestMethod]
-    public void NearestDistancesAndClosedFormGradientEqualAutogradThroughTheDenseDistances()
+    [DataRow(9L, DisplayName = "whole bank")]
+    [DataRow(4L, DisplayName = "chunks of 4, 4, 1 entries")]
+    [DataRow(2L, DisplayName = "chunks of 2 entries, fewer than k")]
+    public void NearestDistancesAndClosedFormGradientEqualAutogradThroughTheDenseDistances(long entriesPerChunk)
     {
         TorchRuntime.EnsureAvailable();
         using var scope = NewDisposeScope();
@@ -71,7 +74,7 @@ public sealed class MemoryBankTests
 
         var w2 = w1.detach().clone().requires_grad_(true);
         var features = F.conv2d(input, w2);
-        var (nearest, indices) = MemoryBank.Nearest(features, (-2 * bank).reshape(9, 5, 1, 1), bank.pow(2).sum(1), 5);
+        var (nearest, indices) = MemoryBank.Nearest(features, (-2 * bank).reshape(9, 5, 1, 1), bank.pow(2).sum(1), 5, entriesPerChunk);
         CollectionAssert.AreEqual(new long[] { 2, 5, 3, 4 }, nearest.shape);
         var sortedDense = CfaTensors.ToArray(dense.topk(5, 1, largest: false).values);
         var nearestValues = CfaTensors.ToArray(nearest);
