@@ -1,12 +1,11 @@
 namespace Microsoft.ML.Anomaly.Vision.Tests;
 
-/// <summary>A fresh folder under the temp directory, deleted on dispose.</summary>
+/// <summary>A fresh folder under the test run's folder, deleted on dispose (for tests that write much data).</summary>
 internal sealed class TempFolder : IDisposable
 {
     public TempFolder()
     {
-        Path = System.IO.Path.Combine(System.IO.Path.GetTempPath(), "anomaly-vision-data-" + Guid.NewGuid().ToString("N"));
-        Directory.CreateDirectory(Path);
+        Path = TestSupport.TestImages.NewDirectory();
     }
 
     public string Path { get; }

@@ -5,12 +5,7 @@ namespace Microsoft.ML.Anomaly.Vision.Tests.Evaluation;
 /// <summary>Writes and reads small PNG files for the evaluation and report tests.</summary>
 internal static class EvaluationTestImages
 {
-    public static string NewFolder()
-    {
-        string folder = Path.Combine(Path.GetTempPath(), "av-eval-" + Guid.NewGuid().ToString("N"));
-        Directory.CreateDirectory(folder);
-        return folder;
-    }
+    public static string NewFolder() => TestSupport.TestImages.NewDirectory();
 
     /// <summary>Writes an RGB PNG; <paramref name="color"/> gives (r, g, b) for pixel (y, x).</summary>
     public static string WritePng(string path, int height, int width, Func<int, int, (byte R, byte G, byte B)> color)

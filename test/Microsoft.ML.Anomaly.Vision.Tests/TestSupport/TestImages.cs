@@ -36,13 +36,8 @@ internal static class TestImages
         return (value / 255f - mean[channel]) / std[channel];
     }
 
-    /// <summary>A new empty temporary directory.</summary>
-    public static string NewDirectory()
-    {
-        string path = Path.Combine(Path.GetTempPath(), "anomaly-vision-tests", Guid.NewGuid().ToString("N"));
-        Directory.CreateDirectory(path);
-        return path;
-    }
+    /// <summary>A new empty temporary directory under this test run's folder (<see cref="TestRunFolder"/>), deleted when the run ends.</summary>
+    public static string NewDirectory() => Directory.CreateDirectory(Path.Combine(TestRunFolder.Path, Guid.NewGuid().ToString("N"))).FullName;
 }
 
 /// <summary>A row holding an image path.</summary>
