@@ -36,7 +36,10 @@ public sealed class CfaTrainingOptions
     /// <summary>Where training runs.</summary>
     public ComputeDevice Device { get; set; } = ComputeDevice.Auto;
 
-    internal void Validate(string parameterName)
+    /// <summary>Checks every setting; the trainer does so before it starts.</summary>
+    /// <param name="parameterName">The parameter name the exception carries.</param>
+    /// <exception cref="ArgumentException">A setting is out of range; the message names it.</exception>
+    public void Validate(string parameterName)
     {
         if (GammaC < 1)
             throw new ArgumentException($"GammaC must be at least 1 (got {GammaC}).", parameterName);
@@ -46,8 +49,8 @@ public sealed class CfaTrainingOptions
             throw new ArgumentException($"NumNearestNeighbors must be at least 1 (got {NumNearestNeighbors}).", parameterName);
         if (NumHardNegativeFeatures < 0)
             throw new ArgumentException($"NumHardNegativeFeatures must not be negative (got {NumHardNegativeFeatures}).", parameterName);
-        if (!float.IsFinite(Radius) || Radius < 0)
-            throw new ArgumentException($"Radius must be a finite non-negative number (got {Radius}).", parameterName);
+        if (!float.IsFinite(Radius) || !(Radius > 0))
+            throw new ArgumentException($"Radius must be a finite positive number (got {Radius}).", parameterName);
         if (Epochs < 0)
             throw new ArgumentException($"Epochs must not be negative (got {Epochs}).", parameterName);
         if (!float.IsFinite(LearningRate) || LearningRate <= 0)

@@ -34,9 +34,10 @@ public sealed class CflowTrainingOptions
     /// <summary>Where training runs. Default <see cref="ComputeDevice.Auto"/>.</summary>
     public ComputeDevice Device { get; set; } = ComputeDevice.Auto;
 
-    /// <summary>Throws an <see cref="ArgumentException"/> naming the first invalid setting.</summary>
-    /// <param name="parameterName">The parameter name the exception reports.</param>
-    internal void Validate(string parameterName)
+    /// <summary>Checks every setting; the trainer does so before it starts.</summary>
+    /// <param name="parameterName">The parameter name the exception carries.</param>
+    /// <exception cref="ArgumentException">A setting is out of range; the message names it.</exception>
+    public void Validate(string parameterName)
     {
         if (ConditionVectorSize <= 0 || ConditionVectorSize % 4 != 0)
             throw new ArgumentException(

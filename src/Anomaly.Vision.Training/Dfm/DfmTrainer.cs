@@ -32,18 +32,13 @@ public static class DfmTrainer
         int n = features.Count;
         if (n < 2)
             throw new ArgumentException($"DFM needs at least 2 training images; the feature source has {n}.", nameof(features));
+        options.Validate(nameof(options));
         var layer = features.Layers[0];
         int kernel = options.PoolingKernelSize;
-        if (kernel < 1)
-            throw new ArgumentException($"PoolingKernelSize must be at least 1; it is {kernel}.", nameof(options));
         if (kernel > layer.Height || kernel > layer.Width)
             throw new ArgumentException(
                 $"PoolingKernelSize {kernel} is larger than the {layer.Height}×{layer.Width} feature map; use at most {Math.Min(layer.Height, layer.Width)}.", nameof(options));
         float share = options.VarianceShare;
-        if (!float.IsFinite(share) || share <= 0)
-            throw new ArgumentException($"VarianceShare must be a share in (0, 1] or a component count above 1; it is {share}.", nameof(options));
-        if (options.ScoreType is not (DfmScoreType.Fre or DfmScoreType.Nll))
-            throw new ArgumentException($"Unknown score type {options.ScoreType}.", nameof(options));
         // The float setting is read as the decimal number it shows (0.97f → 0.97), as a Python float would hold it.
         double level = (double)(decimal)share;
 

@@ -22,4 +22,17 @@ public sealed class DfmTrainingOptions
 
     /// <summary>Where the PCA and Gaussian fits run. Default <see cref="ComputeDevice.Auto"/>.</summary>
     public ComputeDevice Device { get; set; } = ComputeDevice.Auto;
+
+    /// <summary>Checks every setting; the trainer does so before it starts.</summary>
+    /// <param name="parameterName">The parameter name the exception carries.</param>
+    /// <exception cref="ArgumentException">A setting is out of range; the message names it.</exception>
+    public void Validate(string parameterName)
+    {
+        if (PoolingKernelSize < 1)
+            throw new ArgumentException($"PoolingKernelSize must be at least 1; it is {PoolingKernelSize}.", parameterName);
+        if (!float.IsFinite(VarianceShare) || VarianceShare <= 0)
+            throw new ArgumentException($"VarianceShare must be a share in (0, 1] or a component count above 1; it is {VarianceShare}.", parameterName);
+        if (!Enum.IsDefined(ScoreType))
+            throw new ArgumentException($"Unknown score type {ScoreType}.", parameterName);
+    }
 }

@@ -62,16 +62,7 @@ public sealed class CfaOptions : BackboneDetectorOptions
     internal override void ValidateAll(string paramName)
     {
         ValidateBackboneOptions(paramName);
-        if (GammaC < 1 || GammaD < 1)
-            throw new ArgumentException($"{nameof(GammaC)} and {nameof(GammaD)} must be at least 1, not {GammaC} and {GammaD}.", paramName);
-        if (NumNearestNeighbors < 1 || NumHardNegativeFeatures < 0)
-            throw new ArgumentException($"{nameof(NumNearestNeighbors)} must be at least 1 and {nameof(NumHardNegativeFeatures)} at least 0, not {NumNearestNeighbors} and {NumHardNegativeFeatures}.", paramName);
-        if (!(Radius > 0) || !float.IsFinite(Radius))
-            throw new ArgumentException($"{nameof(Radius)} must be a positive number, not {Radius}.", paramName);
-        if (Epochs < 0)
-            throw new ArgumentException($"{nameof(Epochs)} must be 0 or more, not {Epochs}.", paramName);
-        if (!(LearningRate > 0) || !float.IsFinite(LearningRate) || WeightDecay < 0 || !float.IsFinite(WeightDecay))
-            throw new ArgumentException($"{nameof(LearningRate)} must be positive and {nameof(WeightDecay)} non-negative, not {LearningRate} and {WeightDecay}.", paramName);
+        ToTrainingOptions().Validate(paramName);
         if (!Enum.IsDefined(FeaturePrecision))
             throw new ArgumentException($"{nameof(FeaturePrecision)} {FeaturePrecision} is not defined.", paramName);
         if (FeatureMemoryLimitBytes < 0)

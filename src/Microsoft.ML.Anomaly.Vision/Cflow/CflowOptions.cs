@@ -52,17 +52,6 @@ public sealed class CflowOptions : BackboneDetectorOptions
     internal override void ValidateAll(string paramName)
     {
         ValidateBackboneOptions(paramName);
-        if (ConditionVectorSize < 4 || ConditionVectorSize % 4 != 0)
-            throw new ArgumentException($"{nameof(ConditionVectorSize)} must be a positive multiple of 4, not {ConditionVectorSize}.", paramName);
-        if (CouplingBlocks < 1)
-            throw new ArgumentException($"{nameof(CouplingBlocks)} must be at least 1, not {CouplingBlocks}.", paramName);
-        if (!(ClampAlpha > 0) || !float.IsFinite(ClampAlpha))
-            throw new ArgumentException($"{nameof(ClampAlpha)} must be a positive number, not {ClampAlpha}.", paramName);
-        if (FiberBatchSize < 1)
-            throw new ArgumentException($"{nameof(FiberBatchSize)} must be at least 1, not {FiberBatchSize}.", paramName);
-        if (!(LearningRate > 0) || !float.IsFinite(LearningRate))
-            throw new ArgumentException($"{nameof(LearningRate)} must be a positive number, not {LearningRate}.", paramName);
-        if (Epochs < 0)
-            throw new ArgumentException($"{nameof(Epochs)} must be 0 or more, not {Epochs}.", paramName);
+        ToTrainingOptions().Validate(paramName);
     }
 }

@@ -40,11 +40,6 @@ public sealed class DfmOptions : BackboneDetectorOptions
     internal override void ValidateAll(string paramName)
     {
         ValidateBackboneOptions(paramName);
-        if (PoolingKernelSize < 1)
-            throw new ArgumentException($"{nameof(PoolingKernelSize)} must be at least 1, not {PoolingKernelSize}.", paramName);
-        if (!(VarianceShare > 0) || !float.IsFinite(VarianceShare))
-            throw new ArgumentException($"{nameof(VarianceShare)} must be a positive number, not {VarianceShare}.", paramName);
-        if (!Enum.IsDefined(ScoreType))
-            throw new ArgumentException($"{nameof(ScoreType)} {ScoreType} is not defined.", paramName);
+        ToTrainingOptions().Validate(paramName);
     }
 }
