@@ -1,9 +1,10 @@
 // Quickstart: train CFA, DFM and CFlow on good parts, score a test set, evaluate, save, reload, and
-// write pictures and a report. With no arguments it runs on a generated synthetic defect set and an
-// untrained ResNet-18, so it needs no download:
+// write pictures and a report. With no arguments it runs on a generated synthetic defect set and the
+// ImageNet ResNet-18 of the NuGet package Microsoft.ML.DnnImageFeaturizer.ResNet18, so it needs no download:
 //
 //   dotnet run -c Release --project samples/Quickstart
-//   dotnet run -c Release --project samples/Quickstart -- --data <MVTec root> --category bottle --backbone resnet18.onnx
+//   dotnet run -c Release --project samples/Quickstart -- --untrained        (random backbone weights, for comparison)
+//   dotnet run -c Release --project samples/Quickstart -- --data <MVTec root> --category bottle --backbone resnet18.pth
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
@@ -33,13 +34,21 @@ if (settings.DataRoot is null)
 IDataView train = mlContext.Data.LoadMvtecAd(dataRoot, category, MvtecSplit.Train);
 IDataView test = mlContext.Data.LoadMvtecAd(dataRoot, category, MvtecSplit.Test);
 
-// 2. Backbone: the user's ONNX file, or an untrained ResNet-18 written here.
-string backbonePath = settings.BackbonePath ?? Path.Combine(settings.OutputFolder, "resnet18-untrained.onnx");
-if (settings.BackbonePath is null)
+// 2. Backbone: the ImageNet ResNet-18 (the detectors' default), the user's ONNX file or torchvision checkpoint,
+//    or with --untrained a ResNet-18 with random weights written here.
+BackboneModel? backbone = null;
+string? backbonePath = settings.BackbonePath;
+if (settings.Untrained)
 {
+    backbonePath = Path.Combine(settings.OutputFolder, "resnet18-untrained.onnx");
     File.WriteAllBytes(backbonePath, ResNetBackbones.CreateUntrainedResNet18(seed: 0));
-    AnsiConsole.MarkupLine("[yellow]No --backbone given: using a ResNet-18 with UNTRAINED random weights.[/] " +
-                           "Scores are far better with an ImageNet-pretrained backbone (see the README).");
+    AnsiConsole.MarkupLine("[yellow]--untrained: using a ResNet-18 with UNTRAINED random weights.[/] " +
+                           "Scores are far better with the default ImageNet backbone.");
+}
+else if (backbonePath is not null && Path.GetExtension(backbonePath).ToLowerInvariant() is ".pth" or ".pt" or ".safetensors")
+{
+    backbone = ResNetBackbones.FromTorchvisionCheckpoint(backbonePath);
+    backbonePath = null;
 }
 
 var results = new List<AlgorithmResult>();
@@ -59,6 +68,7 @@ string metricsJson = Path.Combine(settings.OutputFolder, "metrics.json");
 File.WriteAllText(metricsJson, JsonSerializer.Serialize(
     results.ToDictionary(r => r.Name, r => r.ToJson()), new JsonSerializerOptions { WriteIndented = true }));
 
+AnsiConsole.MarkupLine($"Backbone: [bold]{Markup.Escape(results[0].Backbone.ToString())}[/]");
 var table = new Table().AddColumns("model", "img AUROC", "px AUROC", "AUPRO", "img F1", "fit s", "img/s", "reload Δ");
 foreach (var r in results)
     table.AddRow(r.Name, F(r.Metrics.ImageAuroc), F(r.Metrics.PixelAuroc), F(r.Metrics.Aupro), F(r.Metrics.ImageF1Max),
@@ -97,6 +107,7 @@ AlgorithmResult Run(string algorithm)
                 task.Value = task.MaxValue;
         });
     double fitSeconds = fitWatch.Elapsed.TotalSeconds;
+    BackboneDescription backboneDescription = ((BackboneAnomalyTransformerBase)model).BackboneDescription;
 
     // 4. Score the test set once (cached), evaluate, save, reload in a new MLContext and compare.
     var scoreWatch = Stopwatch.StartNew();
@@ -116,7 +127,7 @@ AlgorithmResult Run(string algorithm)
 
     var overlays = WriteOverlays(algorithm, rows);
     AnsiConsole.MarkupLine($"{algorithm}: fitted in {fitSeconds:F1} s, scored {imagesPerSecond:F1} images/s, saved to {Markup.Escape(zip)}");
-    return new AlgorithmResult(algorithm, metrics, fitSeconds, imagesPerSecond, reloadDiff,
+    return new AlgorithmResult(algorithm, backboneDescription, metrics, fitSeconds, imagesPerSecond, reloadDiff,
         rows.Select(r => r.Score).ToArray(), rows.Select(r => r.Label).ToArray(), overlays);
 }
 
@@ -127,15 +138,15 @@ IEstimator<ITransformer> CreateEstimator(string algorithm, out string note)
     switch (algorithm)
     {
         case "cfa":
-            var cfa = new CfaOptions { BackbonePath = backbonePath, InputColumnName = "ImagePath", ImageHeight = size, ImageWidth = size, Progress = FitProgress.Instance };
+            var cfa = new CfaOptions { Backbone = backbone, BackbonePath = backbonePath, InputColumnName = "ImagePath", ImageHeight = size, ImageWidth = size, Progress = FitProgress.Instance };
             if (settings.Epochs is int cfaEpochs)
                 cfa.Epochs = cfaEpochs;
             return mlContext.Transforms.DetectCfaAnomalies(cfa);
         case "dfm":
             return mlContext.Transforms.DetectDfmAnomalies(new DfmOptions
-            { BackbonePath = backbonePath, InputColumnName = "ImagePath", ImageHeight = size, ImageWidth = size, Progress = FitProgress.Instance });
+            { Backbone = backbone, BackbonePath = backbonePath, InputColumnName = "ImagePath", ImageHeight = size, ImageWidth = size, Progress = FitProgress.Instance });
         case "cflow":
-            var cflow = new CflowOptions { BackbonePath = backbonePath, InputColumnName = "ImagePath", ImageHeight = size, ImageWidth = size, Progress = FitProgress.Instance };
+            var cflow = new CflowOptions { Backbone = backbone, BackbonePath = backbonePath, InputColumnName = "ImagePath", ImageHeight = size, ImageWidth = size, Progress = FitProgress.Instance };
             cflow.Epochs = settings.Epochs ?? QuickstartSettings.CflowQuickEpochs;
             if (settings.Epochs is null)
                 note = $"CFlow trains {cflow.Epochs} epochs here instead of its default 50, to keep the quickstart short (--epochs changes it).";

@@ -5,7 +5,7 @@ using Microsoft.ML.Anomaly.Vision;
 namespace Quickstart;
 
 /// <summary>Command-line settings of the quickstart.</summary>
-internal sealed record QuickstartSettings(string? DataRoot, string Category, string? BackbonePath, string OutputFolder,
+internal sealed record QuickstartSettings(string? DataRoot, string Category, string? BackbonePath, bool Untrained, string OutputFolder,
     int ImageSize, int? Epochs, IReadOnlyList<string> Algorithms)
 {
     /// <summary>CFlow epochs when --epochs is not given (its default, 50, takes too long for a quickstart on a CPU).</summary>
@@ -15,14 +15,21 @@ internal sealed record QuickstartSettings(string? DataRoot, string Category, str
     private const string DefaultImageSize = "128";
 
     private const string Usage =
-        "usage: Quickstart [--data <MVTec root> --category <name>] [--backbone <model.onnx>] [--out <folder>]\n" +
+        "usage: Quickstart [--data <MVTec root> --category <name>] [--backbone <model.onnx|checkpoint.pth|.safetensors> | --untrained]\n" +
+        "                  [--out <folder>]" +
         "                  [--image-size <pixels>] [--epochs <n>] [--algorithms cfa,dfm,cflow]";
 
     public static QuickstartSettings? Parse(string[] args)
     {
         var values = new Dictionary<string, string>();
+        bool untrained = false;
         for (int i = 0; i < args.Length; i++)
         {
+            if (args[i] == "--untrained")
+            {
+                untrained = true;
+                continue;
+            }
             if (!args[i].StartsWith("--", StringComparison.Ordinal) || i + 1 >= args.Length)
             {
                 Console.Error.WriteLine(args[i] is "--help" or "-h" ? Usage : $"unexpected argument '{args[i]}'\n{Usage}");
@@ -41,6 +48,11 @@ internal sealed record QuickstartSettings(string? DataRoot, string Category, str
             Console.Error.WriteLine($"--data needs --category (an MVTec category folder name)\n{Usage}");
             return null;
         }
+        if (untrained && values.ContainsKey("backbone"))
+        {
+            Console.Error.WriteLine($"--untrained and --backbone exclude each other\n{Usage}");
+            return null;
+        }
         string[] algorithms = (values.GetValueOrDefault("algorithms") ?? "cfa,dfm,cflow").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
         if (algorithms.Length == 0 || algorithms.Any(a => a is not ("cfa" or "dfm" or "cflow")))
         {
@@ -51,6 +63,7 @@ internal sealed record QuickstartSettings(string? DataRoot, string Category, str
             values.GetValueOrDefault("data"),
             values.GetValueOrDefault("category") ?? SyntheticDefectSet.Washer,
             values.GetValueOrDefault("backbone"),
+            untrained,
             values.GetValueOrDefault("out") ?? Path.Combine("artifacts", "quickstart"),
             int.Parse(values.GetValueOrDefault("image-size") ?? DefaultImageSize, CultureInfo.InvariantCulture),
             values.TryGetValue("epochs", out string? epochs) ? int.Parse(epochs, CultureInfo.InvariantCulture) : null,
@@ -70,12 +83,13 @@ internal sealed class ScoredImage
 }
 
 /// <summary>What the quickstart measured for one algorithm.</summary>
-internal sealed record AlgorithmResult(string Name, ImageAnomalyMetrics Metrics, double FitSeconds, double ImagesPerSecond,
+internal sealed record AlgorithmResult(string Name, BackboneDescription Backbone, ImageAnomalyMetrics Metrics, double FitSeconds, double ImagesPerSecond,
     double ReloadMaxAbsDiff, float[] Scores, bool[] Labels, List<(string Algorithm, string OverlayPng, string Caption)> Overlays)
 {
     /// <summary>The metrics.json entry; its keys are read by other tools and must stay stable.</summary>
-    public Dictionary<string, double?> ToJson() => new()
+    public Dictionary<string, object?> ToJson() => new()
     {
+        ["backbone"] = new Dictionary<string, object> { ["name"] = Backbone.Name, ["source"] = Backbone.Source, ["pretrained"] = Backbone.IsPretrained },
         ["image_auroc"] = Metrics.ImageAuroc,
         ["pixel_auroc"] = Metrics.PixelAuroc,
         ["aupro"] = Metrics.Aupro,

@@ -1,6 +1,7 @@
 using System.Runtime.InteropServices;
 using Anomaly.Vision.Training;
 using Microsoft.ML.Anomaly.Vision.Onnx;
+using Microsoft.ML.Anomaly.Vision.Tests.Detectors;
 using Microsoft.ML.Anomaly.Vision.Tests.TestSupport;
 
 namespace Microsoft.ML.Anomaly.Vision.Tests.Backbones;
@@ -109,6 +110,22 @@ public sealed class ImageNetBackbonesTests
         Assert.AreSame(first, second);
         Assert.AreSame(first.GetOnnxBytes(), second.GetOnnxBytes());
         StringAssert.Contains(first.Description.Source, ImageNetBackbones.ResNet18PackageId);
+    }
+
+    [TestMethod]
+    public void Detectors_StandOnTheImageNetResNet18_WhenNoBackboneIsSet()
+    {
+        var ml = new MLContext(seed: 0);
+        var estimator = ml.Transforms.DetectDfmAnomalies(new DfmOptions
+        { InputColumnName = "ImagePath", ImageHeight = DetectorFixture.Size, ImageWidth = DetectorFixture.Size });
+
+        using var model = estimator.Fit(DetectorFixture.Train(ml));
+        string zip = Path.Combine(TestImages.NewDirectory(), "dfm.zip");
+        ml.Model.Save(model, null, zip);
+        using var loaded = (DfmTransformer)new MLContext().Model.Load(zip, out _);
+
+        Assert.AreEqual(ImageNetBackbones.ResNet18Description, model.BackboneDescription);
+        Assert.AreEqual(ImageNetBackbones.ResNet18Description, loaded.BackboneDescription);
     }
 
     [TestMethod]
