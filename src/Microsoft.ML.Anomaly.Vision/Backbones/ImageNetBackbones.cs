@@ -203,11 +203,13 @@ public static class ImageNetBackbones
     {
         if (tensor.FloatData.Count > 0)
             return tensor.FloatData.ToArray();
-        var values = MemoryMarshal.Cast<byte, float>(tensor.RawData.Span).ToArray();
+        byte[] raw = tensor.RawData.ToByteArray();
         if (!BitConverter.IsLittleEndian)
-            for (int i = 0; i < values.Length; i++)
-                values[i] = BitConverter.Int32BitsToSingle(System.Buffers.Binary.BinaryPrimitives.ReverseEndianness(BitConverter.SingleToInt32Bits(values[i])));
-        return values;
+        {
+            for (int i = 0; i < raw.Length; i += 4)
+                Array.Reverse(raw, i, 4);
+        }
+        return MemoryMarshal.Cast<byte, float>(raw).ToArray();
     }
 
     private static void WriteFloats(TensorProto tensor, float[] values)
