@@ -84,10 +84,12 @@ public sealed class OnnxBackbone : IDisposable
     /// <param name="preferCuda">Run on CUDA when the CUDA execution provider is available.</param>
     /// <returns>The backbone; dispose it when done.</returns>
     /// <exception cref="FileNotFoundException">The file does not exist.</exception>
-    /// <exception cref="ArgumentException">The file is not an ONNX model, a layer is not found, or the input is not an image batch.</exception>
+    /// <exception cref="ArgumentException">The path is a directory, the file is not an ONNX model, a layer is not found, or the input is not an image batch.</exception>
     public static OnnxBackbone Load(string onnxPath, IReadOnlyList<string> layers, int intraOpThreads = 0, bool preferCuda = true)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(onnxPath);
+        if (Directory.Exists(onnxPath))
+            throw new ArgumentException($"The ONNX backbone path '{onnxPath}' is a directory; give the path of the .onnx file itself.", nameof(onnxPath));
         if (!File.Exists(onnxPath))
             throw new FileNotFoundException($"The ONNX backbone file '{onnxPath}' does not exist.", onnxPath);
         return Create(File.ReadAllBytes(onnxPath), layers, intraOpThreads, preferCuda, $"'{onnxPath}'");
@@ -180,7 +182,7 @@ public sealed class OnnxBackbone : IDisposable
         {
             int batch = _prepared.FixedBatch > 0 ? (int)_prepared.FixedBatch : 1;
             var images = new float[batch * 3 * size.Height * size.Width];
-            return RunCore(images, batch, size.Height, size.Width, out _);
+            return RunCore(images, batch, size.Height, size.Width, _runOptions, out _);
         });
     }
 
@@ -189,14 +191,34 @@ public sealed class OnnxBackbone : IDisposable
     /// <param name="batch">Number of images.</param>
     /// <param name="height">Image height.</param>
     /// <param name="width">Image width.</param>
+    /// <param name="cancellationToken">Stops a run in progress (ONNX Runtime's terminate flag) when cancelled.</param>
     /// <returns>One array per layer, each batch×C×h×w in NCHW order.</returns>
     /// <remarks>Safe to call from several threads at once.</remarks>
-    public float[][] Run(ReadOnlySpan<float> images, int batch, int height, int width)
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
+    public float[][] Run(ReadOnlySpan<float> images, int batch, int height, int width, CancellationToken cancellationToken = default)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(batch);
         CheckSize(height, width);
-        RunCore(images, batch, height, width, out var maps);
-        return maps;
+        if (!cancellationToken.CanBeCanceled)
+        {
+            RunCore(images, batch, height, width, _runOptions, out var maps);
+            return maps;
+        }
+
+        using var runOptions = new RunOptions();
+        using (cancellationToken.Register(() => runOptions.Terminate = true))
+        {
+            try
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                RunCore(images, batch, height, width, runOptions, out var maps);
+                return maps;
+            }
+            catch (OnnxRuntimeException) when (cancellationToken.IsCancellationRequested)
+            {
+                throw new OperationCanceledException(cancellationToken);
+            }
+        }
     }
 
     private void CheckSize(int height, int width)
@@ -215,7 +237,7 @@ public sealed class OnnxBackbone : IDisposable
         }
     }
 
-    private LayerShape[] RunCore(ReadOnlySpan<float> images, int batch, int height, int width, out float[][] maps)
+    private LayerShape[] RunCore(ReadOnlySpan<float> images, int batch, int height, int width, RunOptions runOptions, out float[][] maps)
     {
         long perImage = 3L * height * width;
         if (images.Length != batch * perImage)
@@ -238,7 +260,7 @@ public sealed class OnnxBackbone : IDisposable
             using var input = OrtValue.CreateAllocatedTensorValue(OrtAllocator.DefaultInstance, TensorElementType.Float,
                 new long[] { chunk, 3, height, width });
             images.Slice((int)(start * perImage), (int)(chunk * perImage)).CopyTo(input.GetTensorMutableDataAsSpan<float>());
-            using var outputs = _session.Run(_runOptions, inputNames, new[] { input }, _sessionOutputs);
+            using var outputs = _session.Run(runOptions, inputNames, new[] { input }, _sessionOutputs);
             var outputList = outputs.ToArray();
             for (int l = 0; l < Layers.Count; l++)
             {

@@ -44,7 +44,7 @@ public sealed class CfaOptions : BackboneDetectorOptions
 
     internal override IReadOnlyList<string> BackboneLayers => Layers ?? [];
 
-    internal CfaTrainingOptions ToTrainingOptions() => new()
+    internal CfaTrainingOptions ToTrainingOptions(int seed = 0) => new()
     {
         GammaC = GammaC,
         GammaD = GammaD,
@@ -55,7 +55,7 @@ public sealed class CfaOptions : BackboneDetectorOptions
         LearningRate = LearningRate,
         WeightDecay = WeightDecay,
         BatchSize = BatchSize,
-        Seed = Seed,
+        Seed = seed,
         Device = Device,
     };
 

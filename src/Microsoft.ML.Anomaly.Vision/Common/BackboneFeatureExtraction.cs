@@ -14,21 +14,34 @@ internal static class BackboneFeatureExtraction
     public const long DefaultMemoryLimitBytes = 2L << 30;
 
     /// <summary>
-    /// A detector's whole Fit: open the backbone, extract the training features once, train the algorithm on
-    /// them, and wrap backbone and model in the transformer; the backbone is released if any step fails.
+    /// A detector's whole Fit: open the backbone, check what the layer shapes already decide
+    /// (<paramref name="checkLayerShapes"/>), extract the training features once, train the algorithm on them, and wrap
+    /// backbone and model in the transformer; the backbone is released if any step fails.
     /// </summary>
+    /// <remarks>
+    /// The MLContext is honoured as ML.NET's own trainers do: its seed when the options set none, its cancellation
+    /// (checked between images, backbone runs and training steps) and its log (progress of every stage).
+    /// </remarks>
     public static TTransformer Fit<TModel, TTransformer>(IHost host, IDataView input, BackboneDetectorOptions options,
         FeatureStorePrecision precision, long memoryLimitBytes,
-        Func<FeatureStore, IProgress<TrainingProgress>, TModel> train, Func<OnnxBackbone, TModel, TTransformer> create)
+        Func<FeatureStore, FitRun, TModel> train, Func<OnnxBackbone, TModel, TTransformer> create,
+        Action<IReadOnlyList<LayerShape>, long?>? checkLayerShapes = null)
     {
         ArgumentNullException.ThrowIfNull(input);
         using IChannel channel = host.Start("Fit");
+        using var cancellation = new HostCancellation(host, options.CancellationToken);
+        cancellation.ThrowIfCancellationRequested();
+        int seed = options.Seed ?? (host as IHostEnvironmentInternal)?.Seed ?? 0;
+        channel.Info($"Seed {seed} ({(options.Seed.HasValue ? "the options' Seed" : "the MLContext's seed, or 0 when it has none")}).");
         OnnxBackbone backbone = OpenBackbone(channel, options);
         try
         {
+            checkLayerShapes?.Invoke(backbone.GetLayerShapes(options.ImageHeight, options.ImageWidth), input.GetRowCount());
             TModel model;
-            using (FeatureStore features = Extract(channel, input, options, backbone, precision, memoryLimitBytes))
-                model = train(features, TrainingProgressSink(channel, options.Progress));
+            var run = new FitRun(seed, TrainingProgressSink(channel, options.Progress), cancellation.Token);
+            using (FeatureStore features = Extract(channel, input, options, backbone, precision, memoryLimitBytes, cancellation))
+                model = train(features, run);
+            cancellation.ThrowIfCancellationRequested();
             return create(backbone, model);
         }
         catch
@@ -55,7 +68,7 @@ internal static class BackboneFeatureExtraction
 
     /// <summary>Runs every training image through the backbone once and returns the stored layer maps.</summary>
     private static FeatureStore Extract(IChannel channel, IDataView input, BackboneDetectorOptions options, OnnxBackbone backbone,
-        FeatureStorePrecision precision, long memoryLimitBytes)
+        FeatureStorePrecision precision, long memoryLimitBytes, HostCancellation cancellation)
     {
         int height = options.ImageHeight, width = options.ImageWidth;
         IReadOnlyList<LayerShape> shapes = backbone.GetLayerShapes(height, width);
@@ -64,10 +77,10 @@ internal static class BackboneFeatureExtraction
         {
             long? rows = input.GetRowCount();
             int total = rows is long n and <= int.MaxValue ? (int)n : 0;
-            foreach (var (images, count) in TrainingImageReader.ReadBatches(input, options.InputColumnName, height, width, options.BatchSize))
+            foreach (var (images, count) in TrainingImageReader.ReadBatches(input, options.InputColumnName, height, width, options.BatchSize, cancellation.Token))
             {
-                options.CancellationToken.ThrowIfCancellationRequested();
-                float[][] maps = backbone.Run(images.AsSpan(0, count * 3 * height * width), count, height, width);
+                cancellation.ThrowIfCancellationRequested();
+                float[][] maps = backbone.Run(images.AsSpan(0, count * 3 * height * width), count, height, width, cancellation.Token);
                 for (int image = 0; image < count; image++)
                 {
                     var perLayer = new float[shapes.Count][];
@@ -100,8 +113,7 @@ internal static class BackboneFeatureExtraction
 
     private static void Report(IChannel channel, IProgress<TrainingProgress>? user, TrainingProgress report)
     {
-        if (report.Stage != "features")
-            channel.Info(double.IsNaN(report.Loss)
+        channel.Info(double.IsNaN(report.Loss)
                 ? $"{report.Stage}: {report.Step}/{report.Steps}"
                 : $"{report.Stage}: epoch {report.Step}/{report.Steps}, loss {report.Loss:G6}");
         user?.Report(report);
@@ -112,3 +124,6 @@ internal static class BackboneFeatureExtraction
         public void Report(TrainingProgress value) => forward(value);
     }
 }
+
+/// <summary>What a detector's training step gets from Fit: the seed, the progress sink (user and log) and the cancellation token.</summary>
+internal sealed record FitRun(int Seed, IProgress<TrainingProgress> Progress, CancellationToken CancellationToken);
