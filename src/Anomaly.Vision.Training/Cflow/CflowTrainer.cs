@@ -45,7 +45,7 @@ public static class CflowTrainer
         }
 
         TorchRuntime.EnsureAvailable();
-        var device = TorchRuntime.SelectDevice(options.Device);
+        var device = TorchRuntime.SelectDevice(options.Device, options.CudaDeviceIndex);
         using var generator = new Generator((ulong)(uint)options.Seed);
         int conditionSize = options.ConditionVectorSize;
 

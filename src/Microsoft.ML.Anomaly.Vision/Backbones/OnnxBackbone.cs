@@ -30,7 +30,7 @@ public sealed class OnnxBackbone : IDisposable
     private readonly ConcurrentDictionary<(int Height, int Width), LayerShape[]> _shapes = new();
     private int _disposed;
 
-    private OnnxBackbone(byte[] model, OnnxModelEditor.Prepared prepared, IReadOnlyList<string> layers, int intraOpThreads, bool preferCuda, string source)
+    private OnnxBackbone(byte[] model, OnnxModelEditor.Prepared prepared, IReadOnlyList<string> layers, int intraOpThreads, bool preferCuda, int cudaDeviceId, string source)
     {
         ModelBytes = model;
         _prepared = prepared;
@@ -46,7 +46,7 @@ public sealed class OnnxBackbone : IDisposable
             try
             {
                 options = CreateOptions(intraOpThreads);
-                options.AppendExecutionProvider_CUDA(0);
+                options.AppendExecutionProvider_CUDA(cudaDeviceId);
                 session = new InferenceSession(prepared.EditedModel, options);
                 provider = "CUDA";
             }
@@ -82,17 +82,18 @@ public sealed class OnnxBackbone : IDisposable
     /// <param name="layers">The layers to extract, in the order <see cref="Run"/> returns them.</param>
     /// <param name="intraOpThreads">ONNX Runtime threads per run; 0 lets ONNX Runtime choose.</param>
     /// <param name="preferCuda">Run on CUDA when the CUDA execution provider is available.</param>
+    /// <param name="cudaDeviceId">Which CUDA device runs the model when CUDA is used (0 is the first).</param>
     /// <returns>The backbone; dispose it when done.</returns>
     /// <exception cref="FileNotFoundException">The file does not exist.</exception>
     /// <exception cref="ArgumentException">The path is a directory, the file is not an ONNX model, a layer is not found, or the input is not an image batch.</exception>
-    public static OnnxBackbone Load(string onnxPath, IReadOnlyList<string> layers, int intraOpThreads = 0, bool preferCuda = true)
+    public static OnnxBackbone Load(string onnxPath, IReadOnlyList<string> layers, int intraOpThreads = 0, bool preferCuda = true, int cudaDeviceId = 0)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(onnxPath);
         if (Directory.Exists(onnxPath))
             throw new ArgumentException($"The ONNX backbone path '{onnxPath}' is a directory; give the path of the .onnx file itself.", nameof(onnxPath));
         if (!File.Exists(onnxPath))
             throw new FileNotFoundException($"The ONNX backbone file '{onnxPath}' does not exist.", onnxPath);
-        return Create(File.ReadAllBytes(onnxPath), layers, intraOpThreads, preferCuda, $"'{onnxPath}'");
+        return Create(File.ReadAllBytes(onnxPath), layers, intraOpThreads, preferCuda, cudaDeviceId, $"'{onnxPath}'");
     }
 
     /// <summary>Creates a backbone from the bytes of an ONNX model.</summary>
@@ -103,15 +104,16 @@ public sealed class OnnxBackbone : IDisposable
     /// <returns>The backbone; dispose it when done.</returns>
     /// <exception cref="ArgumentException">The bytes are not an ONNX model, a layer is not found, or the input is not an image batch.</exception>
     public static OnnxBackbone FromBytes(byte[] model, IReadOnlyList<string> layers, int intraOpThreads = 0, bool preferCuda = true)
-        => Create(model, layers, intraOpThreads, preferCuda, "the model bytes");
+        => Create(model, layers, intraOpThreads, preferCuda, 0, "the model bytes");
 
-    private static OnnxBackbone Create(byte[] model, IReadOnlyList<string> layers, int intraOpThreads, bool preferCuda, string source)
+    private static OnnxBackbone Create(byte[] model, IReadOnlyList<string> layers, int intraOpThreads, bool preferCuda, int cudaDeviceId, string source)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(layers);
         if (layers.Count == 0)
             throw new ArgumentException("At least one layer must be named.", nameof(layers));
         ArgumentOutOfRangeException.ThrowIfNegative(intraOpThreads);
+        ArgumentOutOfRangeException.ThrowIfNegative(cudaDeviceId);
 
         // The edited model is kept with the original bytes, so that backbones made again from the same
         // bytes and layers (for example at training and at scoring) skip the rewrite.
@@ -130,7 +132,7 @@ public sealed class OnnxBackbone : IDisposable
             lock (box)
                 box.Value = (key, prepared);
         }
-        return new OnnxBackbone(model, prepared, layers, intraOpThreads, preferCuda, source);
+        return new OnnxBackbone(model, prepared, layers, intraOpThreads, preferCuda, cudaDeviceId, source);
     }
 
     private static SessionOptions CreateOptions(int intraOpThreads)

@@ -1,4 +1,5 @@
 using Anomaly.Vision.Training;
+using Microsoft.ML.Anomaly.Vision.Common;
 
 namespace Microsoft.ML.Anomaly.Vision;
 
@@ -35,7 +36,7 @@ public sealed class CflowOptions : BackboneDetectorOptions
 
     internal override IReadOnlyList<string> BackboneLayers => Layers ?? [];
 
-    internal CflowTrainingOptions ToTrainingOptions(int seed = 0) => new()
+    internal CflowTrainingOptions ToTrainingOptions(FitRun? run = null) => new()
     {
         ConditionVectorSize = ConditionVectorSize,
         CouplingBlocks = CouplingBlocks,
@@ -45,8 +46,9 @@ public sealed class CflowOptions : BackboneDetectorOptions
         LearningRate = LearningRate,
         Epochs = Epochs,
         BatchSize = BatchSize,
-        Seed = seed,
-        Device = Device,
+        Seed = run?.Seed ?? 0,
+        Device = run?.Device ?? Device,
+        CudaDeviceIndex = run?.CudaDeviceIndex ?? 0,
     };
 
     /// <summary>

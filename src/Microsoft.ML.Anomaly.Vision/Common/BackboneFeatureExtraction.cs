@@ -33,12 +33,13 @@ internal static class BackboneFeatureExtraction
         cancellation.ThrowIfCancellationRequested();
         int seed = options.Seed ?? (host as IHostEnvironmentInternal)?.Seed ?? 0;
         channel.Info($"Seed {seed} ({(options.Seed.HasValue ? "the options' Seed" : "the MLContext's seed, or 0 when it has none")}).");
-        OnnxBackbone backbone = OpenBackbone(channel, options);
+        (ComputeDevice device, int cudaDeviceIndex) = ResolveDevice(channel, host, options);
+        OnnxBackbone backbone = OpenBackbone(channel, options, device, cudaDeviceIndex);
         try
         {
             checkLayerShapes?.Invoke(backbone.GetLayerShapes(options.ImageHeight, options.ImageWidth), input.GetRowCount());
             TModel model;
-            var run = new FitRun(seed, TrainingProgressSink(channel, options.Progress), cancellation.Token);
+            var run = new FitRun(seed, device, cudaDeviceIndex, TrainingProgressSink(channel, options.Progress), cancellation.Token);
             using (FeatureStore features = Extract(channel, input, options, backbone, precision, memoryLimitBytes, cancellation))
                 model = train(features, run);
             cancellation.ThrowIfCancellationRequested();
@@ -51,13 +52,36 @@ internal static class BackboneFeatureExtraction
         }
     }
 
+    /// <summary>
+    /// The device of training and of the backbone: the options' <see cref="BackboneDetectorOptions.Device"/>, with the
+    /// MLContext's GPU settings read as ML.NET's TorchSharp trainers read them. <c>GpuDeviceId</c> asks for that CUDA
+    /// device (when the options leave the device on Auto); when CUDA is asked for and cannot be used, <c>FallbackToCpu</c>
+    /// chooses between the CPU, with a warning, and an error before any image is read.
+    /// </summary>
+    private static (ComputeDevice Device, int CudaDeviceIndex) ResolveDevice(IChannel channel, IHost host, BackboneDetectorOptions options)
+    {
+        var context = host as IHostEnvironmentInternal;
+        int? gpuDeviceId = context?.GpuDeviceId;
+        if (options.Device == ComputeDevice.Cpu || (options.Device == ComputeDevice.Auto && gpuDeviceId is null))
+            return (options.Device, 0);
+        if (TorchRuntime.IsCudaAvailable())
+            return (ComputeDevice.Cuda, gpuDeviceId ?? 0);
+        string asked = gpuDeviceId is int id ? $"MLContext.GpuDeviceId is {id}" : $"{nameof(options.Device)} is {ComputeDevice.Cuda}";
+        if (context?.FallbackToCpu != true)
+            throw new InvalidOperationException(
+                $"{asked}, but no CUDA device can be used (build with -p:AnomalyVisionGpu=true on a machine with an NVIDIA driver); " +
+                "set MLContext.FallbackToCpu to true to train on the CPU instead.");
+        channel.Warning($"{asked}, but no CUDA device can be used: training and the backbone fall back to the CPU (MLContext.FallbackToCpu).");
+        return (ComputeDevice.Cpu, 0);
+    }
+
     /// <summary>Opens the backbone named by the options and logs which execution provider runs it.</summary>
-    private static OnnxBackbone OpenBackbone(IChannel channel, BackboneDetectorOptions options)
+    private static OnnxBackbone OpenBackbone(IChannel channel, BackboneDetectorOptions options, ComputeDevice device, int cudaDeviceIndex)
     {
         var backbone = OnnxBackbone.Load(options.BackbonePath!, options.BackboneLayers, options.BackboneThreads,
-            preferCuda: options.Device != ComputeDevice.Cpu);
+            preferCuda: device != ComputeDevice.Cpu, cudaDeviceId: cudaDeviceIndex);
         channel.Info($"Backbone {Path.GetFileName(options.BackbonePath)} runs on ONNX Runtime's {backbone.ExecutionProvider} execution provider.");
-        if (options.Device == ComputeDevice.Cuda && backbone.ExecutionProvider != "CUDA")
+        if (device == ComputeDevice.Cuda && backbone.ExecutionProvider != "CUDA")
             channel.Warning("CUDA was requested but ONNX Runtime's CUDA execution provider is not available; the backbone runs on the CPU.");
         if (backbone.IsUntrained)
             channel.Warning(
@@ -125,5 +149,5 @@ internal static class BackboneFeatureExtraction
     }
 }
 
-/// <summary>What a detector's training step gets from Fit: the seed, the progress sink (user and log) and the cancellation token.</summary>
-internal sealed record FitRun(int Seed, IProgress<TrainingProgress> Progress, CancellationToken CancellationToken);
+/// <summary>What a detector's training step gets from Fit: the seed, the device, the progress sink (user and log) and the cancellation token.</summary>
+internal sealed record FitRun(int Seed, ComputeDevice Device, int CudaDeviceIndex, IProgress<TrainingProgress> Progress, CancellationToken CancellationToken);

@@ -24,7 +24,7 @@ public sealed class DfmEstimator : ImageAnomalyEstimatorBase<DfmTransformer>
             (features, run) =>
             {
                 run.Progress.Report(new TrainingProgress("fitting PCA", 0, 1, double.NaN));
-                DfmModel model = DfmTrainer.Fit(features, _options.ToTrainingOptions(), run.CancellationToken);
+                DfmModel model = DfmTrainer.Fit(features, _options.ToTrainingOptions(run), run.CancellationToken);
                 run.Progress.Report(new TrainingProgress("fitting PCA", 1, 1, double.NaN));
                 return model;
             },

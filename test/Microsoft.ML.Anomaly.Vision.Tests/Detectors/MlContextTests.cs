@@ -77,6 +77,31 @@ public sealed class MlContextTests
         StringAssert.Contains(log, "Seed 1");
     }
 
+    [TestMethod]
+    public void TheContextsGpuSettingsAreHonouredWhereNoCudaDeviceIsUsable()
+    {
+        if (TorchRuntime.IsCudaAvailable())
+            Assert.Inconclusive("A CUDA device is usable here: the fallback cannot be observed.");
+        var strict = new MLContext(seed: 1) { GpuDeviceId = 0, FallbackToCpu = false };
+        int reports = 0;
+        var options = (DfmOptions)Options("dfm-fre");
+        options.Progress = new SynchronousProgress(_ => reports++);
+        var ex = Assert.ThrowsExactly<InvalidOperationException>(() => strict.Transforms.DetectDfmAnomalies(options).Fit(DetectorFixture.Train(strict)));
+        StringAssert.Contains(ex.Message, "GpuDeviceId is 0");
+        StringAssert.Contains(ex.Message, "FallbackToCpu");
+        Assert.AreEqual(0, reports, "the device is checked before any image is read");
+
+        var lenient = new MLContext(seed: 1) { GpuDeviceId = 0, FallbackToCpu = true };
+        var warnings = new List<string>();
+        lenient.Log += (_, e) =>
+        {
+            lock (warnings)
+                warnings.Add(e.Message);
+        };
+        using var model = lenient.Transforms.DetectDfmAnomalies((DfmOptions)Options("dfm-fre")).Fit(DetectorFixture.Train(lenient));
+        Assert.IsTrue(warnings.Any(m => m.Contains("fall back to the CPU", StringComparison.Ordinal)), string.Join("\n", warnings));
+    }
+
     private static float[] CfaScores(MLContext ml, int? optionsSeed)
     {
         var options = (CfaOptions)Options("cfa");

@@ -50,9 +50,11 @@ public sealed class ModelIntegrityTests
     [TestMethod]
     public void ABitFlippedInTheRawZipFailsTheLoad()
     {
+        // At three quarters of the zip the bit lies in the deflated backbone; ML.NET does not check the zip's CRCs, so
+        // without the library's own checksum such a model loads.
         string damaged = Path.Combine(TestImages.NewDirectory(), "cfa.zip");
         byte[] bytes = File.ReadAllBytes(SavedCfa.Value.Zip);
-        bytes[bytes.Length / 2] ^= 0x10;
+        bytes[bytes.Length / 4 * 3] ^= 0x10;
         File.WriteAllBytes(damaged, bytes);
         Exception error = Assert.Throws<Exception>(() => new MLContext().Model.Load(damaged, out _));
         Exception cause = error is TargetInvocationException { InnerException: { } inner } ? inner : error;
