@@ -26,18 +26,23 @@ public sealed class AtomicFileTests
     [TestMethod]
     public void SaveAtomicallyReplacesAModelWithOneThatLoadsAndScoresTheSame()
     {
+        string resources = Path.Combine(AppContext.BaseDirectory, "Resources", "LegacyModels", "v1.1");
         var ml = new MLContext(seed: 1);
-        IDataView train = DetectorFixture.Train(ml);
-        using var model = (DfmTransformer)DetectorFixture.Estimator(ml, "dfm-fre").Fit(train);
+        ITransformer model = ml.Model.Load(Path.Combine(resources, "cfa.zip"), out DataViewSchema schema);
+        IDataView test = ml.Data.LoadFromEnumerable(Directory.GetFiles(Path.Combine(resources, "images"), "*.png", SearchOption.AllDirectories)
+            .Order(StringComparer.Ordinal).Select(p => new ImagePathRow { ImagePath = p }));
         string folder = TestImages.NewDirectory();
-        string path = Path.Combine(folder, "dfm.zip");
+        string path = Path.Combine(folder, "cfa.zip");
         File.WriteAllText(path, "an older file");
-        ml.Model.SaveAtomically(model, train.Schema, path);
+        ml.Model.SaveAtomically(model, schema, path);
         CollectionAssert.AreEqual(new[] { path }, Directory.GetFiles(folder));
         var fresh = new MLContext();
-        using var loaded = (DfmTransformer)fresh.Model.Load(path, out _);
-        CollectionAssert.AreEqual(DetectorPersistenceTests.Scores(ml, model.Transform(DetectorFixture.Test(ml))),
-            DetectorPersistenceTests.Scores(fresh, loaded.Transform(DetectorFixture.Test(fresh))));
+        ITransformer loaded = fresh.Model.Load(path, out _);
+        float[] scores = DetectorPersistenceTests.Scores(ml, model.Transform(test));
+        Assert.HasCount(6, scores);
+        CollectionAssert.AreEqual(scores, DetectorPersistenceTests.Scores(fresh, loaded.Transform(test)));
+        (model as IDisposable)?.Dispose();
+        (loaded as IDisposable)?.Dispose();
     }
 
     [TestMethod]

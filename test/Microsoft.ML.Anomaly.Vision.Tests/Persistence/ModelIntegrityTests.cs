@@ -111,28 +111,33 @@ public sealed class ModelIntegrityTests
         return (FormatException)cause;
     }
 
+    /// <summary>Copies <paramref name="zip"/> with one entry's bytes changed (a new archive, so every entry's CRC is valid).</summary>
     internal static string CopyWithEntryChanged(string zip, string entryNameEnd, Action<byte[]> change)
     {
         string copy = Path.Combine(TestImages.NewDirectory(), Path.GetFileName(zip));
-        File.Copy(zip, copy);
-        using var archive = ZipFile.Open(copy, ZipArchiveMode.Update);
-        // The detector's own entries sit next to its stream (the last Model.key in a folder holding a detector entry).
-        ZipArchiveEntry entry = archive.Entries.Where(e => e.FullName.EndsWith(entryNameEnd, StringComparison.Ordinal))
-            .OrderBy(e => archive.Entries.Any(other => other.FullName.EndsWith(".bin", StringComparison.Ordinal)
-                && Path.GetDirectoryName(other.FullName) == Path.GetDirectoryName(e.FullName)) ? 0 : 1)
+        using ZipArchive source = ZipFile.OpenRead(zip);
+        // The detector's own entries sit in the folder of its model stream: prefer the entry beside a .bin stream.
+        string target = source.Entries.Select(e => e.FullName).Where(n => n.EndsWith(entryNameEnd, StringComparison.Ordinal))
+            .OrderBy(n => source.Entries.Any(other => other.FullName.EndsWith(".bin", StringComparison.Ordinal)
+                && Path.GetDirectoryName(other.FullName) == Path.GetDirectoryName(n)) ? 0 : 1)
             .First();
-        string name = entry.FullName;
-        byte[] bytes;
-        using (var stream = entry.Open())
-        using (var buffer = new MemoryStream())
+        using (ZipArchive destination = ZipFile.Open(copy, ZipArchiveMode.Create))
         {
-            stream.CopyTo(buffer);
-            bytes = buffer.ToArray();
+            foreach (ZipArchiveEntry entry in source.Entries)
+            {
+                byte[] bytes;
+                using (var stream = entry.Open())
+                using (var buffer = new MemoryStream())
+                {
+                    stream.CopyTo(buffer);
+                    bytes = buffer.ToArray();
+                }
+                if (entry.FullName == target)
+                    change(bytes);
+                using var output = destination.CreateEntry(entry.FullName, CompressionLevel.NoCompression).Open();
+                output.Write(bytes);
+            }
         }
-        change(bytes);
-        entry.Delete();
-        using (var stream = archive.CreateEntry(name).Open())
-            stream.Write(bytes);
         return copy;
     }
 
