@@ -10,8 +10,8 @@ namespace Microsoft.ML.Anomaly.Vision.Internal;
 /// <remarks>
 /// A zip entry's CRC only proves that the entry was stored as written; a model rewritten with damaged bytes (or read
 /// by a tool that ignores CRCs) passes it. The SHA-256 below is checked before any byte is used. It detects damage,
-/// not tampering: anyone who can change the bytes can recompute it. SHA-256 runs at about 2 GB/s on processors with
-/// SHA extensions, a small part of loading an ONNX backbone.
+/// not tampering: anyone who can change the bytes can recompute it. It comes with .NET (no extra package) and costs
+/// about 0.2 s per 45 MB ResNet-18 backbone on a busy 2-core machine, on saving and on loading.
 /// </remarks>
 internal static class ModelStreams
 {
