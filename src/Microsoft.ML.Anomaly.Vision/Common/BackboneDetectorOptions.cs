@@ -28,7 +28,10 @@ public abstract class BackboneDetectorOptions : ImageAnomalyDetectorOptions
     /// <summary>Width in pixels images are resized to; also the anomaly map's width. Default 256.</summary>
     public int ImageWidth { get; set; } = DefaultImageSize;
 
-    /// <summary>Where TorchSharp training and inference run, and whether the backbone may use CUDA. Default: CUDA when present, else the CPU.</summary>
+    /// <summary>
+    /// Where TorchSharp training and inference run, and whether the backbone may use CUDA. Default: CUDA when present, else
+    /// the CPU; the MLContext's <c>GpuDeviceId</c> and <c>FallbackToCpu</c> choose the CUDA device and what happens without one.
+    /// </summary>
     public ComputeDevice Device { get; set; } = ComputeDevice.Auto;
 
     /// <summary>Images per training batch (and per backbone batch during feature extraction). Default 32, as anomalib's data loaders.</summary>

@@ -138,8 +138,8 @@ internal static class BackboneFeatureExtraction
     private static void Report(IChannel channel, IProgress<TrainingProgress>? user, TrainingProgress report)
     {
         channel.Info(double.IsNaN(report.Loss)
-                ? $"{report.Stage}: {report.Step}/{report.Steps}"
-                : $"{report.Stage}: epoch {report.Step}/{report.Steps}, loss {report.Loss:G6}");
+            ? $"{report.Stage}: {report.Step}/{report.Steps}"
+            : $"{report.Stage}: epoch {report.Step}/{report.Steps}, loss {report.Loss:G6}");
         user?.Report(report);
     }
 
