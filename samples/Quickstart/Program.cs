@@ -41,7 +41,7 @@ string? backbonePath = settings.BackbonePath;
 if (settings.Untrained)
 {
     backbonePath = Path.Combine(settings.OutputFolder, "resnet18-untrained.onnx");
-    File.WriteAllBytes(backbonePath, ResNetBackbones.CreateUntrainedResNet18(seed: 0));
+    AtomicFile.WriteAllBytes(backbonePath, ResNetBackbones.CreateUntrainedResNet18(seed: 0));
     AnsiConsole.MarkupLine("[yellow]--untrained: using a ResNet-18 with UNTRAINED random weights.[/] " +
                            "Scores are far better with the default ImageNet backbone.");
 }
@@ -65,7 +65,7 @@ string reportHtml = Path.Combine(settings.OutputFolder, "report.html");
 AnomalyReport.WriteHtml(reportHtml, results.ToDictionary(r => r.Name, r => r.Metrics), rocPng,
     results.SelectMany(r => r.Overlays).ToList(), $"Anomaly.Vision quickstart: {category}");
 string metricsJson = Path.Combine(settings.OutputFolder, "metrics.json");
-File.WriteAllText(metricsJson, JsonSerializer.Serialize(
+AtomicFile.WriteAllText(metricsJson, JsonSerializer.Serialize(
     results.ToDictionary(r => r.Name, r => r.ToJson()), new JsonSerializerOptions { WriteIndented = true }));
 
 AnsiConsole.MarkupLine($"Backbone: [bold]{Markup.Escape(results[0].Backbone.ToString())}[/]");
@@ -117,7 +117,7 @@ AlgorithmResult Run(string algorithm)
     ImageAnomalyMetrics metrics = mlContext.AnomalyDetection.EvaluateImageAnomalies(scored);
 
     string zip = Path.Combine(settings.OutputFolder, $"{algorithm}.zip");
-    mlContext.Model.Save(model, train.Schema, zip);
+    mlContext.Model.SaveAtomically(model, train.Schema, zip);   // a failed save leaves the previous zip intact
     var freshContext = new MLContext();
     ITransformer reloaded = freshContext.Model.Load(zip, out _);
     var reloadedScores = freshContext.Data.CreateEnumerable<ScoredImage>(reloaded.Transform(test), reuseRowObject: false).Select(r => r.Score).ToList();

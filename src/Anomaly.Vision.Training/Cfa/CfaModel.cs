@@ -133,7 +133,7 @@ public sealed class CfaModel
 
     /// <summary>Reads a model written by <see cref="Write"/>, checking every value.</summary>
     /// <param name="reader">Source.</param>
-    /// <exception cref="InvalidDataException">The data is not a valid CFA model; the message names the field.</exception>
+    /// <exception cref="FormatException">The data is not a valid CFA model; the message names the field.</exception>
     public static CfaModel Read(BinaryReader reader)
     {
         ArgumentNullException.ThrowIfNull(reader);
@@ -143,10 +143,10 @@ public sealed class CfaModel
             //     weight[D × (Σ channels + 2)]; bias[D]; bank[M × D] (all float32).
             int version = reader.ReadInt32();
             if (version != CurrentVersion)
-                throw new InvalidDataException($"CFA model: unsupported format version {version} (this library reads version {CurrentVersion}).");
+                throw new FormatException($"CFA model: unsupported format version {version} (this library reads version {CurrentVersion}).");
             int layerCount = reader.ReadInt32();
             if (layerCount <= 0 || layerCount > 1024)
-                throw new InvalidDataException($"CFA model: layer count {layerCount} is out of range (1 to 1024).");
+                throw new FormatException($"CFA model: layer count {layerCount} is out of range (1 to 1024).");
             var layers = new LayerShape[layerCount];
             long inputChannels = 0;
             for (int l = 0; l < layerCount; l++)
@@ -158,12 +158,12 @@ public sealed class CfaModel
                 inputChannels += c;
             }
             if (layers[0].Height < 2 || layers[0].Width < 2)
-                throw new InvalidDataException($"CFA model: the first layer's grid {layers[0].Height}×{layers[0].Width} is smaller than 2×2.");
+                throw new FormatException($"CFA model: the first layer's grid {layers[0].Height}×{layers[0].Width} is smaller than 2×2.");
             int d = Positive(reader.ReadInt32(), "descriptor channels");
             int k = Positive(reader.ReadInt32(), "nearest neighbours");
             int m = Positive(reader.ReadInt32(), "bank size");
             if (k > m)
-                throw new InvalidDataException($"CFA model: nearest neighbours {k} exceeds the bank size {m}.");
+                throw new FormatException($"CFA model: nearest neighbours {k} exceeds the bank size {m}.");
             var weight = ReadFloats(reader, (long)d * (inputChannels + 2), "descriptor weight");
             var bias = ReadFloats(reader, d, "descriptor bias");
             var bank = ReadFloats(reader, (long)m * d, "memory bank");
@@ -171,12 +171,12 @@ public sealed class CfaModel
         }
         catch (EndOfStreamException e)
         {
-            throw new InvalidDataException("CFA model: the data ends early.", e);
+            throw new FormatException("CFA model: the data ends early.", e);
         }
     }
 
     private static int Positive(int value, string field) =>
-        value > 0 ? value : throw new InvalidDataException($"CFA model: {field} must be positive (got {value}).");
+        value > 0 ? value : throw new FormatException($"CFA model: {field} must be positive (got {value}).");
 
     private static void WriteFloats(BinaryWriter writer, float[] values) =>
         writer.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.AsSpan()));
@@ -184,10 +184,10 @@ public sealed class CfaModel
     private static float[] ReadFloats(BinaryReader reader, long count, string field)
     {
         if (count > Array.MaxLength)
-            throw new InvalidDataException($"CFA model: {field} would hold {count} values, more than an array can.");
+            throw new FormatException($"CFA model: {field} would hold {count} values, more than an array can.");
         var stream = reader.BaseStream;
         if (stream.CanSeek && stream.Length - stream.Position < count * sizeof(float))
-            throw new InvalidDataException($"CFA model: {field} needs {count * sizeof(float)} bytes, only {stream.Length - stream.Position} remain.");
+            throw new FormatException($"CFA model: {field} needs {count * sizeof(float)} bytes, only {stream.Length - stream.Position} remain.");
         var values = new float[count];
         var bytes = System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.AsSpan());
         int read = reader.Read(bytes);
@@ -195,12 +195,12 @@ public sealed class CfaModel
         {
             int n = reader.Read(bytes[read..]);
             if (n <= 0)
-                throw new InvalidDataException($"CFA model: {field} ends early.");
+                throw new FormatException($"CFA model: {field} ends early.");
             read += n;
         }
         for (long i = 0; i < count; i++)
             if (!float.IsFinite(values[i]))
-                throw new InvalidDataException($"CFA model: {field} value {i} is not finite ({values[i]}).");
+                throw new FormatException($"CFA model: {field} value {i} is not finite ({values[i]}).");
         return values;
     }
 }

@@ -63,7 +63,7 @@ public static class CfaTrainer
                 $"{options.NumHardNegativeFeatures}). Use a smaller GammaC or fewer neighbours, or a larger input.", nameof(options));
 
         TorchRuntime.EnsureAvailable();
-        var device = TorchRuntime.SelectDevice(options.Device);
+        var device = TorchRuntime.SelectDevice(options.Device, options.CudaDeviceIndex);
         using var descriptor = new Descriptor(layers, outChannels, options.Seed, device);
 
         var chunks = StepChunks.For(chunkBytes ?? DefaultChunkBytes(device), patches, bankSize, descriptor.OutChannels + descriptor.InChannels);

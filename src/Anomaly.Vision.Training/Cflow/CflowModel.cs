@@ -171,7 +171,7 @@ public sealed class CflowModel : IDisposable
     /// <summary>Reads a model written by <see cref="Write"/>.</summary>
     /// <param name="reader">Source.</param>
     /// <param name="device">Where the model computes; <see cref="ComputeDevice.Auto"/> picks CUDA when usable.</param>
-    /// <exception cref="InvalidDataException">The data is truncated, of an unknown version or inconsistent; the message names the field.</exception>
+    /// <exception cref="FormatException">The data is truncated, of an unknown version or inconsistent; the message names the field.</exception>
     public static CflowModel Read(BinaryReader reader, ComputeDevice device = ComputeDevice.Auto)
     {
         ArgumentNullException.ThrowIfNull(reader);
@@ -196,22 +196,22 @@ public sealed class CflowModel : IDisposable
         // All float32 values are finite.
         int version = ReadInt(reader, "format version");
         if (version != FormatVersion)
-            throw new InvalidDataException($"CFlow model: format version {version} is not supported (expected {FormatVersion}).");
+            throw new FormatException($"CFlow model: format version {version} is not supported (expected {FormatVersion}).");
         int layerCount = ReadInt(reader, "layer count");
         if (layerCount < 1 || layerCount > MaxLayers)
-            throw new InvalidDataException($"CFlow model: layer count {layerCount} is out of range 1 … {MaxLayers}.");
+            throw new FormatException($"CFlow model: layer count {layerCount} is out of range 1 … {MaxLayers}.");
         int conditionSize = ReadInt(reader, "condition vector size");
         if (conditionSize <= 0 || conditionSize % 4 != 0 || conditionSize > MaxDimension)
-            throw new InvalidDataException($"CFlow model: condition vector size {conditionSize} is not a positive multiple of 4 (up to {MaxDimension}).");
+            throw new FormatException($"CFlow model: condition vector size {conditionSize} is not a positive multiple of 4 (up to {MaxDimension}).");
         int blocks = ReadInt(reader, "coupling blocks");
         if (blocks < 1 || blocks > MaxCouplingBlocks)
-            throw new InvalidDataException($"CFlow model: coupling block count {blocks} is out of range 1 … {MaxCouplingBlocks}.");
+            throw new FormatException($"CFlow model: coupling block count {blocks} is out of range 1 … {MaxCouplingBlocks}.");
         float clamp = ReadFloat(reader, "clamp alpha");
         if (!(clamp > 0) || float.IsInfinity(clamp))
-            throw new InvalidDataException($"CFlow model: clamp alpha {clamp} is not positive and finite.");
+            throw new FormatException($"CFlow model: clamp alpha {clamp} is not positive and finite.");
         byte soft = ReadByte(reader, "permute soft");
         if (soft > 1)
-            throw new InvalidDataException($"CFlow model: permute soft flag {soft} is neither 0 nor 1.");
+            throw new FormatException($"CFlow model: permute soft flag {soft} is neither 0 nor 1.");
         bool permuteSoft = soft == 1;
 
         TorchRuntime.EnsureAvailable();
@@ -226,9 +226,9 @@ public sealed class CflowModel : IDisposable
                 int height = ReadInt(reader, $"layer {l} height");
                 int width = ReadInt(reader, $"layer {l} width");
                 if (channels < 2 || channels > MaxDimension)
-                    throw new InvalidDataException($"CFlow model: layer {l} channels {channels} is out of range 2 … {MaxDimension}.");
+                    throw new FormatException($"CFlow model: layer {l} channels {channels} is out of range 2 … {MaxDimension}.");
                 if (height < 1 || height > MaxDimension || width < 1 || width > MaxDimension)
-                    throw new InvalidDataException($"CFlow model: layer {l} grid {height}×{width} is out of range 1 … {MaxDimension}.");
+                    throw new FormatException($"CFlow model: layer {l} grid {height}×{width} is out of range 1 … {MaxDimension}.");
                 layers.Add(new LayerShape(channels, height, width));
                 int n = channels - channels / 2 + conditionSize, hidden = 2 * n, m = 2 * (channels / 2);
                 var layerBlocks = new List<AllInOneCouplingBlock>();
@@ -334,7 +334,7 @@ public sealed class CflowModel : IDisposable
         var values = MemoryMarshal.Cast<byte, float>(bytes);
         for (int i = 0; i < values.Length; i++)
             if (!float.IsFinite(values[i]))
-                throw new InvalidDataException($"CFlow model: {field} holds a non-finite value ({values[i]}) at {i}.");
+                throw new FormatException($"CFlow model: {field} holds a non-finite value ({values[i]}) at {i}.");
         return FromSpan(values, shape.Select(s => (long)s).ToArray());
     }
 
@@ -346,7 +346,7 @@ public sealed class CflowModel : IDisposable
         foreach (int index in indices)
         {
             if (index < 0 || index >= channels || seen[index])
-                throw new InvalidDataException($"CFlow model: {field} is not a permutation of 0 … {channels - 1} (index {index}).");
+                throw new FormatException($"CFlow model: {field} is not a permutation of 0 … {channels - 1} (index {index}).");
             seen[index] = true;
         }
         var tensor = empty(new long[] { channels }, ScalarType.Int32);
@@ -354,6 +354,6 @@ public sealed class CflowModel : IDisposable
         return tensor;
     }
 
-    private static InvalidDataException Truncated(string field, Exception? inner) =>
+    private static FormatException Truncated(string field, Exception? inner) =>
         new($"CFlow model: the data ends while reading {field}.", inner);
 }

@@ -16,7 +16,7 @@ public static class CflowTrainer
     /// <param name="features">Backbone features of the training images (one or more layers, at least 2 channels each).</param>
     /// <param name="options">Training settings.</param>
     /// <param name="progress">Receives ("training", epoch, epochs, mean per-fiber loss of that epoch) after every epoch.</param>
-    /// <param name="cancellationToken">Checked before every optimizer step.</param>
+    /// <param name="cancellationToken">Checked before every flow is built, every layer's batch is read and every optimizer step.</param>
     /// <returns>The trained model, on the training device.</returns>
     /// <exception cref="ArgumentException">Invalid options or features; a full training batch has fewer fibers than <see cref="CflowTrainingOptions.FiberBatchSize"/>.</exception>
     /// <exception cref="OperationCanceledException">Training was cancelled.</exception>
@@ -45,7 +45,7 @@ public static class CflowTrainer
         }
 
         TorchRuntime.EnsureAvailable();
-        var device = TorchRuntime.SelectDevice(options.Device);
+        var device = TorchRuntime.SelectDevice(options.Device, options.CudaDeviceIndex);
         using var generator = new Generator((ulong)(uint)options.Seed);
         int conditionSize = options.ConditionVectorSize;
 
@@ -54,8 +54,11 @@ public static class CflowTrainer
         try
         {
             foreach (var shape in layers)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
                 flows.Add(ConditionalFlow.Create(shape.Channels, conditionSize, options.CouplingBlocks, options.ClampAlpha,
                     options.PermuteSoft, generator, ScalarType.Float32, device));
+            }
             foreach (var shape in layers)
             {
                 using var scope = NewDisposeScope();
@@ -84,6 +87,7 @@ public static class CflowTrainer
                         int batch = Math.Min(options.BatchSize, order.Length - first);
                         for (int l = 0; l < layers.Count; l++)
                         {
+                            cancellationToken.ThrowIfCancellationRequested();
                             fiberCount += TrainLayer(features, l, order.AsSpan(first, batch), buffers[l], flows[l], codes[l],
                                 optimizers[l], options.FiberBatchSize, generator, device, lossSum, cancellationToken);
                         }

@@ -34,11 +34,16 @@ public sealed class CflowTrainingOptions
     /// <summary>Where training runs. Default <see cref="ComputeDevice.Auto"/>.</summary>
     public ComputeDevice Device { get; set; } = ComputeDevice.Auto;
 
+    /// <summary>Which CUDA device training uses when it runs on CUDA (0 is the first). Default 0.</summary>
+    public int CudaDeviceIndex { get; set; }
+
     /// <summary>Checks every setting; the trainer does so before it starts.</summary>
     /// <param name="parameterName">The parameter name the exception carries.</param>
     /// <exception cref="ArgumentException">A setting is out of range; the message names it.</exception>
     public void Validate(string parameterName)
     {
+        if (CudaDeviceIndex < 0)
+            throw new ArgumentException($"{nameof(CudaDeviceIndex)} must be 0 or more, not {CudaDeviceIndex}.", parameterName);
         if (ConditionVectorSize <= 0 || ConditionVectorSize % 4 != 0)
             throw new ArgumentException(
                 $"{nameof(ConditionVectorSize)} must be a positive multiple of 4 (got {ConditionVectorSize}).", parameterName);

@@ -20,18 +20,29 @@ public static class TorchRuntime
             throw new TorchRuntimeException(Describe(failure), failure);
     }
 
-    /// <summary>Resolves a requested device to a TorchSharp device.</summary>
-    /// <param name="requested">The device the user asked for.</param>
-    /// <exception cref="ArgumentException"><paramref name="requested"/> is <see cref="ComputeDevice.Cuda"/> and no CUDA device can be used.</exception>
-    public static torch.Device SelectDevice(ComputeDevice requested)
+    /// <summary>True when TorchSharp can use a CUDA device (a CUDA build of TorchSharp on a machine with an NVIDIA GPU).</summary>
+    /// <exception cref="TorchRuntimeException">The native runtime cannot be loaded.</exception>
+    public static bool IsCudaAvailable()
     {
         EnsureAvailable();
+        return torch.cuda.is_available();
+    }
+
+    /// <summary>Resolves a requested device to a TorchSharp device.</summary>
+    /// <param name="requested">The device the user asked for.</param>
+    /// <param name="cudaDeviceIndex">Which CUDA device, when CUDA is used (0 is the first).</param>
+    /// <exception cref="ArgumentException"><paramref name="requested"/> is <see cref="ComputeDevice.Cuda"/> and no CUDA device can be used.</exception>
+    public static torch.Device SelectDevice(ComputeDevice requested, int cudaDeviceIndex = 0)
+    {
+        EnsureAvailable();
+        ArgumentOutOfRangeException.ThrowIfNegative(cudaDeviceIndex);
+        var cuda = new torch.Device(DeviceType.CUDA, cudaDeviceIndex);
         return requested switch
         {
             ComputeDevice.Cpu => torch.CPU,
-            ComputeDevice.Auto => torch.cuda.is_available() ? torch.CUDA : torch.CPU,
+            ComputeDevice.Auto => torch.cuda.is_available() ? cuda : torch.CPU,
             ComputeDevice.Cuda => torch.cuda.is_available()
-                ? torch.CUDA
+                ? cuda
                 : throw new ArgumentException(
                     "CUDA was requested but no CUDA device is usable: build with -p:AnomalyVisionGpu=true " +
                     "(which references TorchSharp-cuda-linux) on a machine with an NVIDIA driver, or choose ComputeDevice.Cpu.",

@@ -153,7 +153,7 @@ public sealed class DfmModel
     /// <summary>Reads a model written by <see cref="Write"/>.</summary>
     /// <param name="reader">Source.</param>
     /// <returns>The model.</returns>
-    /// <exception cref="InvalidDataException">The data is not a DFM model, is from a newer version, is truncated or holds an invalid value (the message names the field).</exception>
+    /// <exception cref="FormatException">The data is not a DFM model, is from a newer version, is truncated or holds an invalid value (the message names the field).</exception>
     public static DfmModel Read(BinaryReader reader)
     {
         ArgumentNullException.ThrowIfNull(reader);
@@ -174,26 +174,26 @@ public sealed class DfmModel
             //   float32[K·K]  Gaussian left singular vectors U, column j of U stored as row j
             int signature = reader.ReadInt32();
             if (signature != Signature)
-                throw new InvalidDataException($"Not a DFM model: signature 0x{signature:X8}, expected 0x{Signature:X8}.");
+                throw new FormatException($"Not a DFM model: signature 0x{signature:X8}, expected 0x{Signature:X8}.");
             int version = reader.ReadInt32();
             if (version < 1 || version > FormatVersion)
-                throw new InvalidDataException($"DFM model format version {version} is not supported (this library reads 1 to {FormatVersion}).");
+                throw new FormatException($"DFM model format version {version} is not supported (this library reads 1 to {FormatVersion}).");
             int scoreType = reader.ReadInt32();
             if (scoreType is not ((int)DfmScoreType.Fre or (int)DfmScoreType.Nll))
-                throw new InvalidDataException($"DFM model field 'score type' is {scoreType}; expected 0 (FRE) or 1 (NLL).");
+                throw new FormatException($"DFM model field 'score type' is {scoreType}; expected 0 (FRE) or 1 (NLL).");
             int channels = ReadPositive(reader, "layer channels");
             int height = ReadPositive(reader, "layer height");
             int width = ReadPositive(reader, "layer width");
             if ((long)channels * height * width > int.MaxValue)
-                throw new InvalidDataException($"DFM model layer shape {channels}×{height}×{width} is too large.");
+                throw new FormatException($"DFM model layer shape {channels}×{height}×{width} is too large.");
             int kernel = reader.ReadInt32();
             if (kernel < 1 || kernel > Math.Min(height, width))
-                throw new InvalidDataException($"DFM model field 'pooling kernel size' is {kernel}; expected 1 to {Math.Min(height, width)}.");
+                throw new FormatException($"DFM model field 'pooling kernel size' is {kernel}; expected 1 to {Math.Min(height, width)}.");
             long dimension = (long)channels * (height / kernel) * (width / kernel);
             int components = reader.ReadInt32();
             int minComponents = scoreType == (int)DfmScoreType.Nll ? 1 : 0;
             if (components < minComponents || components > dimension || (long)components * dimension > Array.MaxLength)
-                throw new InvalidDataException($"DFM model field 'component count' is {components}; expected {minComponents} to {dimension}.");
+                throw new FormatException($"DFM model field 'component count' is {components}; expected {minComponents} to {dimension}.");
             int d = (int)dimension;
             var mean = ReadFloats(reader, d, "PCA mean");
             var basis = ReadFloats(reader, components * d, "PCA components");
@@ -204,7 +204,7 @@ public sealed class DfmModel
                 var sigma = ReadFloats(reader, components, "Gaussian singular values");
                 foreach (float s in sigma)
                     if (!(s > 0))
-                        throw new InvalidDataException($"DFM model field 'Gaussian singular values' holds {s}; they must be positive.");
+                        throw new FormatException($"DFM model field 'Gaussian singular values' holds {s}; they must be positive.");
                 var u = ReadFloats(reader, components * components, "Gaussian singular vectors");
                 gaussian = new SingleClassGaussian(gaussianMean, u, sigma);
             }
@@ -212,7 +212,7 @@ public sealed class DfmModel
         }
         catch (EndOfStreamException e)
         {
-            throw new InvalidDataException("The DFM model data is truncated.", e);
+            throw new FormatException("The DFM model data is truncated.", e);
         }
     }
 
@@ -220,7 +220,7 @@ public sealed class DfmModel
     {
         int value = reader.ReadInt32();
         if (value <= 0)
-            throw new InvalidDataException($"DFM model field '{field}' is {value}; it must be positive.");
+            throw new FormatException($"DFM model field '{field}' is {value}; it must be positive.");
         return value;
     }
 
@@ -233,14 +233,14 @@ public sealed class DfmModel
         {
             int more = reader.Read(bytes[read..]);
             if (more == 0)
-                throw new InvalidDataException($"The DFM model data is truncated inside field '{field}'.");
+                throw new FormatException($"The DFM model data is truncated inside field '{field}'.");
             read += more;
         }
         if (!BitConverter.IsLittleEndian)
             throw new PlatformNotSupportedException("DFM models are stored little-endian; big-endian machines are not supported.");
         foreach (float v in values)
             if (!float.IsFinite(v))
-                throw new InvalidDataException($"DFM model field '{field}' holds a non-finite value ({v}).");
+                throw new FormatException($"DFM model field '{field}' holds a non-finite value ({v}).");
         return values;
     }
 

@@ -73,7 +73,7 @@ public static class DfmTrainer
         }
         cancellationToken.ThrowIfCancellationRequested();
 
-        var device = TorchRuntime.SelectDevice(options.Device);
+        var device = TorchRuntime.SelectDevice(options.Device, options.CudaDeviceIndex);
         using var scope = NewDisposeScope();
         var data = empty(new long[] { n, d }, ScalarType.Float32);
         MemoryMarshal.AsBytes(matrix.AsSpan()).CopyTo(data.bytes);

@@ -23,11 +23,16 @@ public sealed class DfmTrainingOptions
     /// <summary>Where the PCA and Gaussian fits run. Default <see cref="ComputeDevice.Auto"/>.</summary>
     public ComputeDevice Device { get; set; } = ComputeDevice.Auto;
 
+    /// <summary>Which CUDA device training uses when it runs on CUDA (0 is the first). Default 0.</summary>
+    public int CudaDeviceIndex { get; set; }
+
     /// <summary>Checks every setting; the trainer does so before it starts.</summary>
     /// <param name="parameterName">The parameter name the exception carries.</param>
     /// <exception cref="ArgumentException">A setting is out of range; the message names it.</exception>
     public void Validate(string parameterName)
     {
+        if (CudaDeviceIndex < 0)
+            throw new ArgumentException($"{nameof(CudaDeviceIndex)} must be 0 or more, not {CudaDeviceIndex}.", parameterName);
         if (PoolingKernelSize < 1)
             throw new ArgumentException($"PoolingKernelSize must be at least 1; it is {PoolingKernelSize}.", parameterName);
         if (!float.IsFinite(VarianceShare) || VarianceShare <= 0)

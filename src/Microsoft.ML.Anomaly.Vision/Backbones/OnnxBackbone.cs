@@ -30,7 +30,7 @@ public sealed class OnnxBackbone : IDisposable
     private readonly ConcurrentDictionary<(int Height, int Width), LayerShape[]> _shapes = new();
     private int _disposed;
 
-    private OnnxBackbone(byte[] model, OnnxModelEditor.Prepared prepared, IReadOnlyList<string> layers, int intraOpThreads, bool preferCuda, string source)
+    private OnnxBackbone(byte[] model, OnnxModelEditor.Prepared prepared, IReadOnlyList<string> layers, int intraOpThreads, bool preferCuda, int cudaDeviceId, string source)
     {
         ModelBytes = model;
         _prepared = prepared;
@@ -46,7 +46,7 @@ public sealed class OnnxBackbone : IDisposable
             try
             {
                 options = CreateOptions(intraOpThreads);
-                options.AppendExecutionProvider_CUDA(0);
+                options.AppendExecutionProvider_CUDA(cudaDeviceId);
                 session = new InferenceSession(prepared.EditedModel, options);
                 provider = "CUDA";
             }
@@ -82,15 +82,18 @@ public sealed class OnnxBackbone : IDisposable
     /// <param name="layers">The layers to extract, in the order <see cref="Run"/> returns them.</param>
     /// <param name="intraOpThreads">ONNX Runtime threads per run; 0 lets ONNX Runtime choose.</param>
     /// <param name="preferCuda">Run on CUDA when the CUDA execution provider is available.</param>
+    /// <param name="cudaDeviceId">Which CUDA device runs the model when CUDA is used (0 is the first).</param>
     /// <returns>The backbone; dispose it when done.</returns>
     /// <exception cref="FileNotFoundException">The file does not exist.</exception>
-    /// <exception cref="ArgumentException">The file is not an ONNX model, a layer is not found, or the input is not an image batch.</exception>
-    public static OnnxBackbone Load(string onnxPath, IReadOnlyList<string> layers, int intraOpThreads = 0, bool preferCuda = true)
+    /// <exception cref="ArgumentException">The path is a directory, the file is not an ONNX model, a layer is not found, or the input is not an image batch.</exception>
+    public static OnnxBackbone Load(string onnxPath, IReadOnlyList<string> layers, int intraOpThreads = 0, bool preferCuda = true, int cudaDeviceId = 0)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(onnxPath);
+        if (Directory.Exists(onnxPath))
+            throw new ArgumentException($"The ONNX backbone path '{onnxPath}' is a directory; give the path of the .onnx file itself.", nameof(onnxPath));
         if (!File.Exists(onnxPath))
             throw new FileNotFoundException($"The ONNX backbone file '{onnxPath}' does not exist.", onnxPath);
-        return Create(File.ReadAllBytes(onnxPath), layers, intraOpThreads, preferCuda, $"'{onnxPath}'");
+        return Create(File.ReadAllBytes(onnxPath), layers, intraOpThreads, preferCuda, cudaDeviceId, $"'{onnxPath}'");
     }
 
     /// <summary>Creates a backbone from the bytes of an ONNX model.</summary>
@@ -100,16 +103,17 @@ public sealed class OnnxBackbone : IDisposable
     /// <param name="preferCuda">Run on CUDA when the CUDA execution provider is available.</param>
     /// <returns>The backbone; dispose it when done.</returns>
     /// <exception cref="ArgumentException">The bytes are not an ONNX model, a layer is not found, or the input is not an image batch.</exception>
-    public static OnnxBackbone FromBytes(byte[] model, IReadOnlyList<string> layers, int intraOpThreads = 0, bool preferCuda = true)
-        => Create(model, layers, intraOpThreads, preferCuda, "the model bytes");
+    public static OnnxBackbone FromBytes(byte[] model, IReadOnlyList<string> layers, int intraOpThreads = 0, bool preferCuda = true, int cudaDeviceId = 0)
+        => Create(model, layers, intraOpThreads, preferCuda, cudaDeviceId, "the model bytes");
 
-    private static OnnxBackbone Create(byte[] model, IReadOnlyList<string> layers, int intraOpThreads, bool preferCuda, string source)
+    private static OnnxBackbone Create(byte[] model, IReadOnlyList<string> layers, int intraOpThreads, bool preferCuda, int cudaDeviceId, string source)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(layers);
         if (layers.Count == 0)
             throw new ArgumentException("At least one layer must be named.", nameof(layers));
         ArgumentOutOfRangeException.ThrowIfNegative(intraOpThreads);
+        ArgumentOutOfRangeException.ThrowIfNegative(cudaDeviceId);
 
         // The edited model is kept with the original bytes, so that backbones made again from the same
         // bytes and layers (for example at training and at scoring) skip the rewrite.
@@ -128,7 +132,7 @@ public sealed class OnnxBackbone : IDisposable
             lock (box)
                 box.Value = (key, prepared);
         }
-        return new OnnxBackbone(model, prepared, layers, intraOpThreads, preferCuda, source);
+        return new OnnxBackbone(model, prepared, layers, intraOpThreads, preferCuda, cudaDeviceId, source);
     }
 
     private static SessionOptions CreateOptions(int intraOpThreads)
@@ -184,7 +188,7 @@ public sealed class OnnxBackbone : IDisposable
         {
             int batch = _prepared.FixedBatch > 0 ? (int)_prepared.FixedBatch : 1;
             var images = new float[batch * 3 * size.Height * size.Width];
-            return RunCore(images, batch, size.Height, size.Width, out _);
+            return RunCore(images, batch, size.Height, size.Width, _runOptions, out _);
         });
     }
 
@@ -193,14 +197,34 @@ public sealed class OnnxBackbone : IDisposable
     /// <param name="batch">Number of images.</param>
     /// <param name="height">Image height.</param>
     /// <param name="width">Image width.</param>
+    /// <param name="cancellationToken">Stops a run in progress (ONNX Runtime's terminate flag) when cancelled.</param>
     /// <returns>One array per layer, each batch×C×h×w in NCHW order.</returns>
     /// <remarks>Safe to call from several threads at once.</remarks>
-    public float[][] Run(ReadOnlySpan<float> images, int batch, int height, int width)
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
+    public float[][] Run(ReadOnlySpan<float> images, int batch, int height, int width, CancellationToken cancellationToken = default)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(batch);
         CheckSize(height, width);
-        RunCore(images, batch, height, width, out var maps);
-        return maps;
+        if (!cancellationToken.CanBeCanceled)
+        {
+            RunCore(images, batch, height, width, _runOptions, out var maps);
+            return maps;
+        }
+
+        using var runOptions = new RunOptions();
+        using (cancellationToken.Register(() => runOptions.Terminate = true))
+        {
+            try
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                RunCore(images, batch, height, width, runOptions, out var maps);
+                return maps;
+            }
+            catch (OnnxRuntimeException) when (cancellationToken.IsCancellationRequested)
+            {
+                throw new OperationCanceledException(cancellationToken);
+            }
+        }
     }
 
     private void CheckSize(int height, int width)
@@ -219,7 +243,7 @@ public sealed class OnnxBackbone : IDisposable
         }
     }
 
-    private LayerShape[] RunCore(ReadOnlySpan<float> images, int batch, int height, int width, out float[][] maps)
+    private LayerShape[] RunCore(ReadOnlySpan<float> images, int batch, int height, int width, RunOptions runOptions, out float[][] maps)
     {
         long perImage = 3L * height * width;
         if (images.Length != batch * perImage)
@@ -242,7 +266,7 @@ public sealed class OnnxBackbone : IDisposable
             using var input = OrtValue.CreateAllocatedTensorValue(OrtAllocator.DefaultInstance, TensorElementType.Float,
                 new long[] { chunk, 3, height, width });
             images.Slice((int)(start * perImage), (int)(chunk * perImage)).CopyTo(input.GetTensorMutableDataAsSpan<float>());
-            using var outputs = _session.Run(_runOptions, inputNames, new[] { input }, _sessionOutputs);
+            using var outputs = _session.Run(runOptions, inputNames, new[] { input }, _sessionOutputs);
             var outputList = outputs.ToArray();
             for (int l = 0; l < Layers.Count; l++)
             {

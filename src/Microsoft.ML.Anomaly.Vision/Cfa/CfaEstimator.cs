@@ -21,6 +21,6 @@ public sealed class CfaEstimator : ImageAnomalyEstimatorBase<CfaTransformer>
     /// <returns>The fitted transformer.</returns>
     public override CfaTransformer Fit(IDataView input) =>
         BackboneFeatureExtraction.Fit(Host, input, _options, _options.FeaturePrecision, _options.FeatureMemoryLimitBytes,
-            (features, progress) => CfaTrainer.Train(features, _options.ToTrainingOptions(), progress, _options.CancellationToken),
+            (features, run) => CfaTrainer.Train(features, _options.ToTrainingOptions(run), run.Progress, run.CancellationToken),
             (backbone, model) => new CfaTransformer(Host, _options, backbone, model));
 }

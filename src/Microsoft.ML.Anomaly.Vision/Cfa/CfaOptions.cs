@@ -1,4 +1,5 @@
 using Anomaly.Vision.Training;
+using Microsoft.ML.Anomaly.Vision.Common;
 
 namespace Microsoft.ML.Anomaly.Vision;
 
@@ -44,7 +45,7 @@ public sealed class CfaOptions : BackboneDetectorOptions
 
     internal override IReadOnlyList<string> BackboneLayers => Layers ?? [];
 
-    internal CfaTrainingOptions ToTrainingOptions() => new()
+    internal CfaTrainingOptions ToTrainingOptions(FitRun? run = null) => new()
     {
         GammaC = GammaC,
         GammaD = GammaD,
@@ -55,8 +56,9 @@ public sealed class CfaOptions : BackboneDetectorOptions
         LearningRate = LearningRate,
         WeightDecay = WeightDecay,
         BatchSize = BatchSize,
-        Seed = Seed,
-        Device = Device,
+        Seed = run?.Seed ?? 0,
+        Device = run?.Device ?? Device,
+        CudaDeviceIndex = run?.CudaDeviceIndex ?? 0,
     };
 
     internal override void ValidateAll(string paramName)

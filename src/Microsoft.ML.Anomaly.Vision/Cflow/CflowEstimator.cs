@@ -21,6 +21,7 @@ public sealed class CflowEstimator : ImageAnomalyEstimatorBase<CflowTransformer>
     /// <returns>The fitted transformer.</returns>
     public override CflowTransformer Fit(IDataView input) =>
         BackboneFeatureExtraction.Fit(Host, input, _options, FeatureStorePrecision.Float32, BackboneFeatureExtraction.DefaultMemoryLimitBytes,
-            (features, progress) => CflowTrainer.Train(features, _options.ToTrainingOptions(), progress, _options.CancellationToken),
-            (backbone, model) => new CflowTransformer(Host, _options, backbone, model));
+            (features, run) => CflowTrainer.Train(features, _options.ToTrainingOptions(run), run.Progress, run.CancellationToken),
+            (backbone, model) => new CflowTransformer(Host, _options, backbone, model),
+            _options.CheckFiberBatch);
 }

@@ -1,4 +1,5 @@
 using Anomaly.Vision.Training;
+using Microsoft.ML.Anomaly.Vision.Common;
 
 namespace Microsoft.ML.Anomaly.Vision;
 
@@ -35,7 +36,7 @@ public sealed class CflowOptions : BackboneDetectorOptions
 
     internal override IReadOnlyList<string> BackboneLayers => Layers ?? [];
 
-    internal CflowTrainingOptions ToTrainingOptions() => new()
+    internal CflowTrainingOptions ToTrainingOptions(FitRun? run = null) => new()
     {
         ConditionVectorSize = ConditionVectorSize,
         CouplingBlocks = CouplingBlocks,
@@ -45,9 +46,31 @@ public sealed class CflowOptions : BackboneDetectorOptions
         LearningRate = LearningRate,
         Epochs = Epochs,
         BatchSize = BatchSize,
-        Seed = Seed,
-        Device = Device,
+        Seed = run?.Seed ?? 0,
+        Device = run?.Device ?? Device,
+        CudaDeviceIndex = run?.CudaDeviceIndex ?? 0,
     };
+
+    /// <summary>
+    /// Checks, before any feature is extracted, that a full training batch gives every layer at least
+    /// <see cref="FiberBatchSize"/> fibers (positions × images); the message names the layer as <see cref="Layers"/> does.
+    /// </summary>
+    /// <param name="shapes">The backbone's layer shapes at the input size, in the order of <see cref="Layers"/>.</param>
+    /// <param name="rowCount">The training data's row count, when known.</param>
+    internal void CheckFiberBatch(IReadOnlyList<LayerShape> shapes, long? rowCount)
+    {
+        long fullBatch = rowCount is long rows and > 0 ? Math.Min(BatchSize, rows) : BatchSize;
+        for (int l = 0; l < shapes.Count; l++)
+        {
+            long fibers = fullBatch * shapes[l].Height * shapes[l].Width;
+            if (fibers < FiberBatchSize)
+                throw new ArgumentException(
+                    $"Layer '{Layers[l]}' gives a {shapes[l].Height}×{shapes[l].Width} grid at {ImageHeight}×{ImageWidth} pixels, so a batch of " +
+                    $"{fullBatch} images has only {fibers} fibers there, fewer than {nameof(FiberBatchSize)} {FiberBatchSize}: lower " +
+                    $"{nameof(FiberBatchSize)}, raise {nameof(BatchSize)} or {nameof(ImageHeight)}/{nameof(ImageWidth)}, or leave '{Layers[l]}' out of {nameof(Layers)}.",
+                    "options");
+        }
+    }
 
     internal override void ValidateAll(string paramName)
     {

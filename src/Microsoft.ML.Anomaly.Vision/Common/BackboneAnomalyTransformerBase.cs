@@ -26,41 +26,47 @@ public abstract class BackboneAnomalyTransformerBase : ImageAnomalyTransformerBa
     }
 
     private protected BackboneAnomalyTransformerBase(IHostEnvironment env, string registrationName, ModelLoadContext ctx, VersionInfo versionInfo)
-        : base(env, registrationName, ctx, versionInfo)
+        : base(env, registrationName, ctx, versionInfo, out ModelFieldReader fields)
     {
-        // *** Binary format *** (after the common header; see SaveDetector)
+        // *** Binary format *** (the detector's fields after the common header, then its streams; see WriteDetectorFields)
         // int: image height (32 or more)
         // int: image width (32 or more)
         // int: backbone intra-op threads (0 = automatic)
         // int: layer count L (1 or more)
-        // L × int: string id of each layer name
-        // stream Backbone.onnx: the backbone's ONNX bytes
-        // then the algorithm's payload (SaveAlgorithm)
+        // L × name: each layer name
+        // stream Backbone.onnx: the backbone's ONNX bytes (ModelStreams.SaveBytes)
+        // then the algorithm's streams (SaveAlgorithm)
+        string[] layers;
         try
         {
-            _height = ctx.Reader.ReadInt32();
-            _width = ctx.Reader.ReadInt32();
+            BinaryReader reader = fields.Reader;
+            _height = reader.ReadInt32();
+            _width = reader.ReadInt32();
             if (_height < 32 || _width < 32)
-                throw new InvalidDataException($"the image size {_height}×{_width} is below 32×32");
-            BackboneThreads = ctx.Reader.ReadInt32();
+                throw new FormatException($"the image size {_height}×{_width} is below 32×32");
+            BackboneThreads = reader.ReadInt32();
             if (BackboneThreads < 0)
-                throw new InvalidDataException($"the backbone thread count {BackboneThreads} is negative");
-            int layerCount = ctx.Reader.ReadInt32();
+                throw new FormatException($"the backbone thread count {BackboneThreads} is negative");
+            int layerCount = reader.ReadInt32();
             if (layerCount < 1 || layerCount > 64)
-                throw new InvalidDataException($"the layer count {layerCount} is outside 1 to 64");
-            var layers = new string[layerCount];
+                throw new FormatException($"the layer count {layerCount} is outside 1 to 64");
+            layers = new string[layerCount];
             for (int i = 0; i < layerCount; i++)
-                layers[i] = ctx.LoadNonEmptyString();
-            byte[] onnx = ModelStreams.LoadBytes(ctx, BackboneStreamName);
+                layers[i] = fields.ReadString();
+            fields.EnsureConsumed();
+        }
+        catch (Exception ex) when (ex is EndOfStreamException or InvalidDataException or (FormatException and not DamagedModelStreamException))
+        {
+            throw new FormatException($"The {registrationName} model is invalid: {ex.Message}", ex);
+        }
+        byte[] onnx = ModelStreams.LoadBytes(ctx, BackboneStreamName);
+        try
+        {
             Backbone = OnnxBackbone.FromBytes(onnx, layers, BackboneThreads);
         }
-        catch (EndOfStreamException ex)
+        catch (ArgumentException ex)
         {
-            throw new InvalidDataException($"The {registrationName} model is truncated.", ex);
-        }
-        catch (InvalidDataException ex)
-        {
-            throw new InvalidDataException($"The {registrationName} model is invalid: {ex.Message}", ex);
+            throw new FormatException($"Model stream '{BackboneStreamName}' of the {registrationName} model holds no usable backbone: {ex.Message}", ex);
         }
     }
 
@@ -107,22 +113,27 @@ public abstract class BackboneAnomalyTransformerBase : ImageAnomalyTransformerBa
     {
         var shapes = Backbone.GetLayerShapes(InputHeight, InputWidth);
         if (!shapes.SequenceEqual(fitted))
-            throw new InvalidDataException(
+            throw new FormatException(
                 $"The {algorithm} model was fitted on layer shapes {string.Join(", ", fitted)} but its backbone gives {string.Join(", ", shapes)}.");
     }
 
     /// <summary>Scores a batch from its backbone layer maps (layerMaps[l] holds batch × C × h × w).</summary>
     private protected abstract void ScoreFeatures(float[][] layerMaps, int batch, Span<float> scores, Span<float> maps);
 
-    private protected sealed override void SaveDetector(ModelSaveContext ctx)
+    private protected sealed override void WriteDetectorFields(BinaryWriter writer)
     {
         // *** Binary format *** (see the loading constructor)
-        ctx.Writer.Write(_height);
-        ctx.Writer.Write(_width);
-        ctx.Writer.Write(BackboneThreads);
-        ctx.Writer.Write(Backbone.Layers.Count);
+        writer.Write(_height);
+        writer.Write(_width);
+        writer.Write(BackboneThreads);
+        writer.Write(Backbone.Layers.Count);
         foreach (string layer in Backbone.Layers)
-            ctx.SaveNonEmptyString(layer);
+            ModelFieldReader.WriteStringOrNull(writer, layer);
+    }
+
+    private protected sealed override void SaveDetectorStreams(ModelSaveContext ctx)
+    {
+        // *** Binary format *** (see the loading constructor)
         ModelStreams.SaveBytes(ctx, BackboneStreamName, Backbone.ModelBytes);
         SaveAlgorithm(ctx);
     }
@@ -138,8 +149,12 @@ public abstract class BackboneAnomalyTransformerBase : ImageAnomalyTransformerBa
     /// <summary>ML.NET version information for a detector: its 8-character model signature and loader signature.</summary>
     private protected static VersionInfo MakeVersionInfo(string modelSignature, string loaderSignature, Type loaderType) => new(
         modelSignature: modelSignature,
-        verWrittenCur: 0x00010001, // 1.1: first version
-        verReadableCur: 0x00010001,
+        // 1.1: first version.
+        // 1.2: the transformer's fields form one checked block with names inline, and every named stream (backbone
+        //      ONNX, algorithm model) is a checked block: a SHA-256 of its bytes is checked before they are used
+        //      (ModelStreams). 1.1 models still load, without those checks.
+        verWrittenCur: ModelStreams.FirstCheckedVersion,
+        verReadableCur: ModelStreams.FirstCheckedVersion,
         verWeCanReadBack: 0x00010001,
         loaderAssemblyName: loaderType.Assembly.FullName,
         loaderSignature: loaderSignature,

@@ -37,22 +37,31 @@ public abstract class BackboneDetectorOptions : ImageAnomalyDetectorOptions
     /// <summary>Width in pixels images are resized to; also the anomaly map's width. Default 256.</summary>
     public int ImageWidth { get; set; } = DefaultImageSize;
 
-    /// <summary>Where TorchSharp training and inference run, and whether the backbone may use CUDA. Default: CUDA when present, else the CPU.</summary>
+    /// <summary>
+    /// Where TorchSharp training and inference run, and whether the backbone may use CUDA. Default: CUDA when present, else
+    /// the CPU; the MLContext's <c>GpuDeviceId</c> and <c>FallbackToCpu</c> choose the CUDA device and what happens without one.
+    /// </summary>
     public ComputeDevice Device { get; set; } = ComputeDevice.Auto;
 
     /// <summary>Images per training batch (and per backbone batch during feature extraction). Default 32, as anomalib's data loaders.</summary>
     public int BatchSize { get; set; } = 32;
 
-    /// <summary>Seed of weight initialisation and shuffling; a fixed seed gives the same model on the CPU.</summary>
-    public int Seed { get; set; }
+    /// <summary>
+    /// Seed of weight initialisation and shuffling; a fixed seed gives the same model on the CPU. <see langword="null"/>
+    /// (the default) takes the MLContext's seed (<c>new MLContext(seed: 0)</c>), or 0 when the context has none.
+    /// </summary>
+    public int? Seed { get; set; }
 
     /// <summary>Threads ONNX Runtime uses inside one backbone run; 0 lets it choose.</summary>
     public int BackboneThreads { get; set; }
 
-    /// <summary>Receives progress reports during Fit (feature extraction, then training); also logged to ML.NET's log.</summary>
+    /// <summary>Receives progress reports during Fit (feature extraction, then training); every report is also written to the MLContext's log.</summary>
     public IProgress<TrainingProgress>? Progress { get; set; }
 
-    /// <summary>Cancels Fit; checked between batches and training steps.</summary>
+    /// <summary>
+    /// Cancels Fit, as ML.NET's own cancellation of the MLContext does; both are checked between images, backbone runs
+    /// and training steps.
+    /// </summary>
     public CancellationToken CancellationToken { get; set; }
 
     /// <summary>The backbone layers the detector reads, in order.</summary>

@@ -14,21 +14,35 @@ internal static class BackboneFeatureExtraction
     public const long DefaultMemoryLimitBytes = 2L << 30;
 
     /// <summary>
-    /// A detector's whole Fit: open the backbone, extract the training features once, train the algorithm on
-    /// them, and wrap backbone and model in the transformer; the backbone is released if any step fails.
+    /// A detector's whole Fit: open the backbone, check what the layer shapes already decide
+    /// (<paramref name="checkLayerShapes"/>), extract the training features once, train the algorithm on them, and wrap
+    /// backbone and model in the transformer; the backbone is released if any step fails.
     /// </summary>
+    /// <remarks>
+    /// The MLContext is honoured as ML.NET's own trainers do: its seed when the options set none, its cancellation
+    /// (checked between images, backbone runs and training steps) and its log (progress of every stage).
+    /// </remarks>
     public static TTransformer Fit<TModel, TTransformer>(IHost host, IDataView input, BackboneDetectorOptions options,
         FeatureStorePrecision precision, long memoryLimitBytes,
-        Func<FeatureStore, IProgress<TrainingProgress>, TModel> train, Func<OnnxBackbone, TModel, TTransformer> create)
+        Func<FeatureStore, FitRun, TModel> train, Func<OnnxBackbone, TModel, TTransformer> create,
+        Action<IReadOnlyList<LayerShape>, long?>? checkLayerShapes = null)
     {
         ArgumentNullException.ThrowIfNull(input);
         using IChannel channel = host.Start("Fit");
-        OnnxBackbone backbone = OpenBackbone(channel, options);
+        using var cancellation = new HostCancellation(host, options.CancellationToken);
+        cancellation.ThrowIfCancellationRequested();
+        int seed = options.Seed ?? (host as IHostEnvironmentInternal)?.Seed ?? 0;
+        channel.Info($"Seed {seed} ({(options.Seed.HasValue ? "the options' Seed" : "the MLContext's seed, or 0 when it has none")}).");
+        (ComputeDevice device, int cudaDeviceIndex) = ResolveDevice(channel, host, options);
+        OnnxBackbone backbone = OpenBackbone(channel, options, device, cudaDeviceIndex);
         try
         {
+            checkLayerShapes?.Invoke(backbone.GetLayerShapes(options.ImageHeight, options.ImageWidth), input.GetRowCount());
             TModel model;
-            using (FeatureStore features = Extract(channel, input, options, backbone, precision, memoryLimitBytes))
-                model = train(features, TrainingProgressSink(channel, options.Progress));
+            var run = new FitRun(seed, device, cudaDeviceIndex, TrainingProgressSink(channel, options.Progress), cancellation.Token);
+            using (FeatureStore features = Extract(channel, input, options, backbone, precision, memoryLimitBytes, cancellation))
+                model = train(features, run);
+            cancellation.ThrowIfCancellationRequested();
             return create(backbone, model);
         }
         catch
@@ -38,16 +52,39 @@ internal static class BackboneFeatureExtraction
         }
     }
 
-    /// <summary>Opens the backbone the options name (the ImageNet ResNet-18 by default) and logs which it is and where it runs.</summary>
-    private static OnnxBackbone OpenBackbone(IChannel channel, BackboneDetectorOptions options)
+    /// <summary>
+    /// The device of training and of the backbone: the options' <see cref="BackboneDetectorOptions.Device"/>, with the
+    /// MLContext's GPU settings read as ML.NET's TorchSharp trainers read them. <c>GpuDeviceId</c> asks for that CUDA
+    /// device (when the options leave the device on Auto); when CUDA is asked for and cannot be used, <c>FallbackToCpu</c>
+    /// chooses between the CPU, with a warning, and an error before any image is read.
+    /// </summary>
+    private static (ComputeDevice Device, int CudaDeviceIndex) ResolveDevice(IChannel channel, IHost host, BackboneDetectorOptions options)
     {
-        bool preferCuda = options.Device != ComputeDevice.Cpu;
+        var context = host as IHostEnvironmentInternal;
+        int? gpuDeviceId = context?.GpuDeviceId;
+        if (options.Device == ComputeDevice.Cpu || (options.Device == ComputeDevice.Auto && gpuDeviceId is null))
+            return (options.Device, 0);
+        if (TorchRuntime.IsCudaAvailable())
+            return (ComputeDevice.Cuda, gpuDeviceId ?? 0);
+        string asked = gpuDeviceId is int id ? $"MLContext.GpuDeviceId is {id}" : $"{nameof(options.Device)} is {ComputeDevice.Cuda}";
+        if (context?.FallbackToCpu != true)
+            throw new InvalidOperationException(
+                $"{asked}, but no CUDA device can be used (build with -p:AnomalyVisionGpu=true on a machine with an NVIDIA driver); " +
+                "set MLContext.FallbackToCpu to true to train on the CPU instead.");
+        channel.Warning($"{asked}, but no CUDA device can be used: training and the backbone fall back to the CPU (MLContext.FallbackToCpu).");
+        return (ComputeDevice.Cpu, 0);
+    }
+
+    /// <summary>Opens the backbone the options name (the ImageNet ResNet-18 by default) and logs which it is and where it runs.</summary>
+    private static OnnxBackbone OpenBackbone(IChannel channel, BackboneDetectorOptions options, ComputeDevice device, int cudaDeviceIndex)
+    {
+        bool preferCuda = device != ComputeDevice.Cpu;
         var backbone = options.BackbonePath is not null
-            ? OnnxBackbone.Load(options.BackbonePath, options.BackboneLayers, options.BackboneThreads, preferCuda)
+            ? OnnxBackbone.Load(options.BackbonePath, options.BackboneLayers, options.BackboneThreads, preferCuda, cudaDeviceIndex)
             : OnnxBackbone.FromBytes((options.Backbone ?? ImageNetBackbones.ResNet18()).GetOnnxBytes(), options.BackboneLayers,
-                options.BackboneThreads, preferCuda);
+                options.BackboneThreads, preferCuda, cudaDeviceIndex);
         channel.Info($"Backbone: {backbone.Description}; runs on ONNX Runtime's {backbone.ExecutionProvider} execution provider.");
-        if (options.Device == ComputeDevice.Cuda && backbone.ExecutionProvider != "CUDA")
+        if (device == ComputeDevice.Cuda && backbone.ExecutionProvider != "CUDA")
             channel.Warning("CUDA was requested but ONNX Runtime's CUDA execution provider is not available; the backbone runs on the CPU.");
         if (backbone.IsUntrained)
             channel.Warning(
@@ -58,7 +95,7 @@ internal static class BackboneFeatureExtraction
 
     /// <summary>Runs every training image through the backbone once and returns the stored layer maps.</summary>
     private static FeatureStore Extract(IChannel channel, IDataView input, BackboneDetectorOptions options, OnnxBackbone backbone,
-        FeatureStorePrecision precision, long memoryLimitBytes)
+        FeatureStorePrecision precision, long memoryLimitBytes, HostCancellation cancellation)
     {
         int height = options.ImageHeight, width = options.ImageWidth;
         IReadOnlyList<LayerShape> shapes = backbone.GetLayerShapes(height, width);
@@ -67,10 +104,10 @@ internal static class BackboneFeatureExtraction
         {
             long? rows = input.GetRowCount();
             int total = rows is long n and <= int.MaxValue ? (int)n : 0;
-            foreach (var (images, count) in TrainingImageReader.ReadBatches(input, options.InputColumnName, height, width, options.BatchSize))
+            foreach (var (images, count) in TrainingImageReader.ReadBatches(input, options.InputColumnName, height, width, options.BatchSize, cancellation.Token))
             {
-                options.CancellationToken.ThrowIfCancellationRequested();
-                float[][] maps = backbone.Run(images.AsSpan(0, count * 3 * height * width), count, height, width);
+                cancellation.ThrowIfCancellationRequested();
+                float[][] maps = backbone.Run(images.AsSpan(0, count * 3 * height * width), count, height, width, cancellation.Token);
                 for (int image = 0; image < count; image++)
                 {
                     var perLayer = new float[shapes.Count][];
@@ -103,10 +140,9 @@ internal static class BackboneFeatureExtraction
 
     private static void Report(IChannel channel, IProgress<TrainingProgress>? user, TrainingProgress report)
     {
-        if (report.Stage != "features")
-            channel.Info(double.IsNaN(report.Loss)
-                ? $"{report.Stage}: {report.Step}/{report.Steps}"
-                : $"{report.Stage}: epoch {report.Step}/{report.Steps}, loss {report.Loss:G6}");
+        channel.Info(double.IsNaN(report.Loss)
+            ? $"{report.Stage}: {report.Step}/{report.Steps}"
+            : $"{report.Stage}: epoch {report.Step}/{report.Steps}, loss {report.Loss:G6}");
         user?.Report(report);
     }
 
@@ -115,3 +151,6 @@ internal static class BackboneFeatureExtraction
         public void Report(TrainingProgress value) => forward(value);
     }
 }
+
+/// <summary>What a detector's training step gets from Fit: the seed, the device, the progress sink (user and log) and the cancellation token.</summary>
+internal sealed record FitRun(int Seed, ComputeDevice Device, int CudaDeviceIndex, IProgress<TrainingProgress> Progress, CancellationToken CancellationToken);

@@ -21,11 +21,11 @@ public sealed class DfmEstimator : ImageAnomalyEstimatorBase<DfmTransformer>
     /// <returns>The fitted transformer.</returns>
     public override DfmTransformer Fit(IDataView input) =>
         BackboneFeatureExtraction.Fit(Host, input, _options, FeatureStorePrecision.Float32, BackboneFeatureExtraction.DefaultMemoryLimitBytes,
-            (features, progress) =>
+            (features, run) =>
             {
-                progress.Report(new TrainingProgress("fitting PCA", 0, 1, double.NaN));
-                DfmModel model = DfmTrainer.Fit(features, _options.ToTrainingOptions(), _options.CancellationToken);
-                progress.Report(new TrainingProgress("fitting PCA", 1, 1, double.NaN));
+                run.Progress.Report(new TrainingProgress("fitting PCA", 0, 1, double.NaN));
+                DfmModel model = DfmTrainer.Fit(features, _options.ToTrainingOptions(run), run.CancellationToken);
+                run.Progress.Report(new TrainingProgress("fitting PCA", 1, 1, double.NaN));
                 return model;
             },
             (backbone, model) => new DfmTransformer(Host, _options, backbone, model));

@@ -1,4 +1,5 @@
 using Anomaly.Vision.Training;
+using Microsoft.ML.Anomaly.Vision.Common;
 
 namespace Microsoft.ML.Anomaly.Vision;
 
@@ -29,12 +30,13 @@ public sealed class DfmOptions : BackboneDetectorOptions
 
     internal override IReadOnlyList<string> BackboneLayers => string.IsNullOrWhiteSpace(Layer) ? [] : [Layer];
 
-    internal DfmTrainingOptions ToTrainingOptions() => new()
+    internal DfmTrainingOptions ToTrainingOptions(FitRun? run = null) => new()
     {
         PoolingKernelSize = PoolingKernelSize,
         VarianceShare = VarianceShare,
         ScoreType = ScoreType,
-        Device = Device,
+        Device = run?.Device ?? Device,
+        CudaDeviceIndex = run?.CudaDeviceIndex ?? 0,
     };
 
     internal override void ValidateAll(string paramName)

@@ -1,4 +1,5 @@
 using Microsoft.ML.Data;
+using SkiaSharp;
 
 namespace Microsoft.ML.Anomaly.Vision;
 
@@ -13,8 +14,9 @@ namespace Microsoft.ML.Anomaly.Vision;
 /// when shrinking, the triangle filter is widened by the scale factor so every source pixel contributes
 /// (the anti-aliasing PIL also uses). The horizontal pass runs first, in single precision on values that
 /// are not rounded back to bytes. <see cref="MLImage"/> always holds four bytes per pixel: grey images
-/// arrive with three equal colour channels, and the alpha byte is ignored (images decoded from files with
-/// transparency hold colours premultiplied by alpha, as the decoder delivers them).
+/// arrive with three equal colour channels, and the alpha byte is ignored. Files this library decodes itself
+/// (<see cref="LoadImage"/>) hold colours not multiplied by alpha; images decoded by ML.NET's <c>LoadImages</c> hold
+/// colours premultiplied by alpha, as its decoder delivers them.
 /// </remarks>
 internal static class ImageTensorConverter
 {
@@ -125,27 +127,41 @@ internal static class ImageTensorConverter
     }
 
     /// <summary>
-    /// Decodes an image file.
+    /// Decodes an image file strictly, as opaque RGB: a truncated or corrupt file is an error (a lenient decoder would
+    /// hand on the rows it read and fill the rest), and an alpha channel is dropped without multiplying the colours by
+    /// it, as PIL's <c>convert("RGB")</c> does for torchvision.
     /// </summary>
     /// <param name="path">Path of a PNG, JPEG, BMP, GIF or WebP file.</param>
-    /// <returns>The decoded image; the caller disposes it.</returns>
+    /// <returns>The decoded image (RGBA32 with every alpha byte 255); the caller disposes it.</returns>
     /// <exception cref="ArgumentException">The path is null or empty.</exception>
     /// <exception cref="FileNotFoundException">No file exists at the path.</exception>
-    /// <exception cref="InvalidDataException">The file could not be decoded as an image.</exception>
+    /// <exception cref="InvalidDataException">The file is not a complete image (the message names the file and the decoder's finding).</exception>
     public static MLImage LoadImage(string path)
     {
         if (string.IsNullOrEmpty(path))
             throw new ArgumentException("The image path is null or empty.", nameof(path));
         if (!File.Exists(path))
-            throw new FileNotFoundException($"Image file '{path}' does not exist.", path);
-        try
+            throw new FileNotFoundException(Directory.Exists(path)
+                ? $"Image path '{path}' is a directory, not an image file."
+                : $"Image file '{path}' does not exist.", path);
+        using var codec = SKCodec.Create(path, out SKCodecResult opened);
+        if (codec is null)
+            throw new InvalidDataException($"Image file '{path}' could not be decoded as an image (corrupt file or unsupported format: {opened}).");
+        var info = new SKImageInfo(codec.Info.Width, codec.Info.Height, SKColorType.Rgba8888, SKAlphaType.Unpremul);
+        var pixels = new byte[info.BytesSize];
+        SKCodecResult decoded;
+        unsafe
         {
-            return MLImage.CreateFromFile(path);
+            fixed (byte* destination = pixels)
+                decoded = codec.GetPixels(info, (IntPtr)destination);
         }
-        catch (Exception ex) when (ex is ArgumentException or InvalidOperationException or IOException)
-        {
-            throw new InvalidDataException($"Image file '{path}' could not be decoded as an image (corrupt file or unsupported format).", ex);
-        }
+        if (decoded != SKCodecResult.Success)
+            throw new InvalidDataException(decoded == SKCodecResult.IncompleteInput
+                ? $"Image file '{path}' is incomplete: it ends before the image data does (a truncated or partly written file)."
+                : $"Image file '{path}' could not be decoded: {decoded} (a corrupt file or an unsupported variant of the format).");
+        for (int i = 3; i < pixels.Length; i += 4)
+            pixels[i] = 255;
+        return MLImage.CreateFromPixels(info.Width, info.Height, MLPixelFormat.Rgba32, pixels);
     }
 
     /// <summary>Per output pixel: the first source pixel and the normalized filter weights (torchvision's anti-aliased linear filter).</summary>

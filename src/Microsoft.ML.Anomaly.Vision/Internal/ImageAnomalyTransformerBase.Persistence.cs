@@ -1,3 +1,4 @@
+using Microsoft.ML.Anomaly.Vision.Internal;
 using Microsoft.ML.Data;
 using Microsoft.ML.Runtime;
 
@@ -6,84 +7,100 @@ namespace Microsoft.ML.Anomaly.Vision;
 public abstract partial class ImageAnomalyTransformerBase
 {
     // Version of the common header below (independent of each detector's VersionInfo).
-    // 1: first version.
-    private const int HeaderVersion = 1;
+    // 1: first version (format 1.1: fields in the model stream, names in ML.NET's string table).
+    // 2: the fields form one checked block (ModelStreams) with names inline (format 1.2).
+    private const int HeaderVersion = 2;
+    private const int LegacyHeaderVersion = 1;
 
-    // *** Binary format *** (common header, written by every detector before its own payload)
-    // int: header version (HeaderVersion)
-    // int: string id of the input column name
-    // int: string id of the score column name
-    // int: string id of the anomaly map column name, or -1 when the map column is left out
-    // int: string id of the predicted label column name
+    // *** Binary format *** (the transformer's own stream)
+    // format 1.2: a checked block (ModelStreams.WriteBlock) whose payload is the fields below, names as
+    //             byte 1 + length-prefixed UTF-8 (byte 0 for a null name); then the detector's named streams
+    // format 1.1: the fields below directly in the stream, names as ids in ML.NET's string table
+    // int: header version (HeaderVersion; 1 in format 1.1)
+    // name: input column name
+    // name: score column name
+    // name or null: anomaly map column name (null when the map column is left out)
+    // name: predicted label column name
     // byte: 1 when a threshold is set, 0 otherwise
     // float: the threshold (finite; 0 when none is set)
     // int: scoring batch size (1 to MaxScoringBatchSize)
-    // then the detector's payload (SaveDetector)
+    // then the detector's fields (WriteDetectorFields), then its streams (SaveDetectorStreams)
 
     /// <summary>
     /// Loading constructor: checks the model's version information against <paramref name="versionInfo"/>
-    /// and reads the common header. The detector's loading constructor then reads its own payload.
+    /// and reads the common header. The detector's loading constructor then reads its own fields from
+    /// <paramref name="fields"/> and its streams from <paramref name="ctx"/>.
     /// </summary>
     /// <param name="env">The ML.NET environment.</param>
     /// <param name="registrationName">Name of the component (for messages), e.g. the class name.</param>
     /// <param name="ctx">The load context positioned at the transformer's model stream.</param>
     /// <param name="versionInfo">The detector's version information (the same value its saving side uses).</param>
-    /// <exception cref="FormatException">The model was written by another component or a version this library cannot read.</exception>
-    /// <exception cref="InvalidDataException">The header is truncated or holds invalid values.</exception>
-    private protected ImageAnomalyTransformerBase(IHostEnvironment env, string registrationName, ModelLoadContext ctx, VersionInfo versionInfo)
+    /// <param name="fields">Receives the reader of the detector's own fields, after the common header.</param>
+    /// <exception cref="FormatException">
+    /// The model was written by another component or a version this library cannot read, or it is damaged, truncated or
+    /// holds invalid values; the message names the stream or field.
+    /// </exception>
+    private protected ImageAnomalyTransformerBase(IHostEnvironment env, string registrationName, ModelLoadContext ctx, VersionInfo versionInfo,
+        out ModelFieldReader fields)
         : base(RegisterHost(env, registrationName))
     {
         ArgumentNullException.ThrowIfNull(ctx);
         ctx.CheckAtModel(versionInfo);
+        fields = ModelFieldReader.Open(ctx, $"{registrationName} model");
+        BinaryReader reader = fields.Reader;
         // *** Binary format *** (see above)
         try
         {
-            int version = ctx.Reader.ReadInt32();
-            if (version != HeaderVersion)
-                throw new FormatException($"The model's detector header has version {version}; this library reads version {HeaderVersion}.");
-            InputColumnName = ctx.LoadNonEmptyString();
-            ScoreColumnName = ctx.LoadNonEmptyString();
-            RequestedAnomalyMapColumnName = ctx.LoadStringOrNull();
+            int version = reader.ReadInt32();
+            int expected = ModelStreams.IsChecked(ctx) ? HeaderVersion : LegacyHeaderVersion;
+            if (version != expected)
+                throw new FormatException($"The model's detector header has version {version}; this library reads version {expected} there.");
+            InputColumnName = fields.ReadString();
+            ScoreColumnName = fields.ReadString();
+            RequestedAnomalyMapColumnName = fields.ReadStringOrNull();
             if (RequestedAnomalyMapColumnName is { Length: 0 })
-                throw new InvalidDataException("The anomaly map column name is empty.");
-            PredictedLabelColumnName = ctx.LoadNonEmptyString();
-            byte hasThreshold = ctx.Reader.ReadByte();
+                throw new FormatException("The anomaly map column name is empty.");
+            PredictedLabelColumnName = fields.ReadString();
+            byte hasThreshold = reader.ReadByte();
             if (hasThreshold > 1)
-                throw new InvalidDataException($"The threshold flag is {hasThreshold}; 0 or 1 was expected.");
-            float threshold = ctx.Reader.ReadSingle();
+                throw new FormatException($"The threshold flag is {hasThreshold}; 0 or 1 was expected.");
+            float threshold = reader.ReadSingle();
             if (!float.IsFinite(threshold))
-                throw new InvalidDataException($"The threshold {threshold} is not finite.");
+                throw new FormatException($"The threshold {threshold} is not finite.");
             _threshold = hasThreshold == 1 ? threshold : null;
-            ScoringBatchSize = ctx.Reader.ReadInt32();
+            ScoringBatchSize = reader.ReadInt32();
             if (ScoringBatchSize < 1 || ScoringBatchSize > MaxScoringBatchSize)
-                throw new InvalidDataException($"The scoring batch size {ScoringBatchSize} is outside 1 to {MaxScoringBatchSize}.");
+                throw new FormatException($"The scoring batch size {ScoringBatchSize} is outside 1 to {MaxScoringBatchSize}.");
         }
-        catch (EndOfStreamException ex)
+        catch (Exception ex) when (ex is EndOfStreamException or FormatException or InvalidDataException)
         {
-            throw new InvalidDataException($"The {registrationName} model's header is truncated.", ex);
-        }
-        catch (InvalidDataException ex)
-        {
-            throw new InvalidDataException($"The {registrationName} model's header is invalid: {ex.Message}", ex);
+            throw new FormatException($"The {registrationName} model's header is invalid: {ex.Message}", ex);
         }
     }
 
-    /// <summary>Saves the version information, the common header and then the detector's payload.</summary>
+    /// <summary>Saves the version information, the common header and the detector's fields as one checked block, then the detector's streams.</summary>
     /// <param name="ctx">The save context.</param>
     protected sealed override void SaveModel(ModelSaveContext ctx)
     {
         ArgumentNullException.ThrowIfNull(ctx);
         ctx.CheckAtModel();
-        ctx.SetVersionInfo(DetectorVersionInfo);
+        VersionInfo version = DetectorVersionInfo;
+        if (version.VerWrittenCur < ModelStreams.FirstCheckedVersion)
+            throw new InvalidOperationException($"{GetType().Name} declares format 0x{version.VerWrittenCur:X8}, but models are written in the checked layout of 0x{ModelStreams.FirstCheckedVersion:X8} or later.");
+        ctx.SetVersionInfo(version);
         // *** Binary format *** (see above)
-        ctx.Writer.Write(HeaderVersion);
-        ctx.SaveNonEmptyString(InputColumnName);
-        ctx.SaveNonEmptyString(ScoreColumnName);
-        ctx.SaveStringOrNull(RequestedAnomalyMapColumnName);
-        ctx.SaveNonEmptyString(PredictedLabelColumnName);
-        ctx.Writer.Write((byte)(_threshold.HasValue ? 1 : 0));
-        ctx.Writer.Write(_threshold ?? 0f);
-        ctx.Writer.Write(ScoringBatchSize);
-        SaveDetector(ctx);
+        ModelStreams.WriteBlock(ctx.Writer, writer =>
+        {
+            writer.Write(HeaderVersion);
+            ModelFieldReader.WriteStringOrNull(writer, InputColumnName);
+            ModelFieldReader.WriteStringOrNull(writer, ScoreColumnName);
+            ModelFieldReader.WriteStringOrNull(writer, RequestedAnomalyMapColumnName);
+            ModelFieldReader.WriteStringOrNull(writer, PredictedLabelColumnName);
+            writer.Write((byte)(_threshold.HasValue ? 1 : 0));
+            writer.Write(_threshold ?? 0f);
+            writer.Write(ScoringBatchSize);
+            WriteDetectorFields(writer);
+        });
+        SaveDetectorStreams(ctx);
     }
 }

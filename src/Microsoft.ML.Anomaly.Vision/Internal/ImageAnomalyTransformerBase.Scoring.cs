@@ -1,5 +1,6 @@
 using Microsoft.ML.Anomaly.Vision.Internal;
 using Microsoft.ML.Data;
+using Microsoft.ML.Runtime;
 
 namespace Microsoft.ML.Anomaly.Vision;
 
@@ -54,6 +55,7 @@ public abstract partial class ImageAnomalyTransformerBase
 
         protected void Score(int count)
         {
+            Parent.Host.CheckAlive();
             int mapSize = Parent.ProducesMap ? Parent.InputHeight * Parent.InputWidth : 0;
             Parent.ScoreBatch(Images.AsSpan(0, count * ImageSize), count, Scores.AsSpan(0, count), Maps.AsSpan(0, count * mapSize));
         }
@@ -136,6 +138,7 @@ public abstract partial class ImageAnomalyTransformerBase
             int count = 0;
             while (count < _capacity && _lookahead.MoveNext())
             {
+                Parent.Host.CheckAlive();
                 _reader!.Read(Images.AsSpan(count * ImageSize, ImageSize), Parent.InputHeight, Parent.InputWidth);
                 count++;
             }

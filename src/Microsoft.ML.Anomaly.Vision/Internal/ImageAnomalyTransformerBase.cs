@@ -91,11 +91,13 @@ public abstract partial class ImageAnomalyTransformerBase : RowToRowTransformerB
     private protected abstract VersionInfo DetectorVersionInfo { get; }
 
     /// <summary>
-    /// Writes the detector's own state after the common header: to <c>ctx.Writer</c> and/or named streams
-    /// (<see cref="ModelStreams"/>). Loading reads it back in the detector's loading constructor after
-    /// <see cref="ImageAnomalyTransformerBase(IHostEnvironment, string, ModelLoadContext, VersionInfo)"/>.
+    /// Writes the detector's own fields after the common header, into the same checked block. Loading reads them back in
+    /// the detector's loading constructor from the field reader the base's loading constructor hands out.
     /// </summary>
-    private protected abstract void SaveDetector(ModelSaveContext ctx);
+    private protected abstract void WriteDetectorFields(BinaryWriter writer);
+
+    /// <summary>Saves the detector's named streams (<see cref="ModelStreams"/>), after its fields.</summary>
+    private protected abstract void SaveDetectorStreams(ModelSaveContext ctx);
 
     /// <summary>
     /// Returns a transformer with the same fitted state that also predicts a label: true when the score is

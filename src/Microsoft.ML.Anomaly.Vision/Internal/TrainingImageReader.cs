@@ -14,6 +14,7 @@ internal static class TrainingImageReader
     /// <param name="height">Image height the detector takes.</param>
     /// <param name="width">Image width the detector takes.</param>
     /// <param name="batchSize">Images per batch (positive).</param>
+    /// <param name="cancellationToken">Checked before each image is read.</param>
     /// <returns>
     /// Batches in data order; each array is new and holds exactly <c>count</c> × 3 × height × width floats
     /// (the last batch may be smaller than <paramref name="batchSize"/>).
@@ -21,7 +22,8 @@ internal static class TrainingImageReader
     /// <exception cref="ArgumentOutOfRangeException">The column is missing or has the wrong type (thrown at the call).</exception>
     /// <exception cref="ArgumentException">The data has no rows (thrown when enumerated).</exception>
     /// <exception cref="InvalidDataException">A row has no image or an unreadable image file (names the row and path).</exception>
-    public static IEnumerable<(float[] Images, int Count)> ReadBatches(IDataView data, string column, int height, int width, int batchSize)
+    public static IEnumerable<(float[] Images, int Count)> ReadBatches(IDataView data, string column, int height, int width, int batchSize,
+        CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(data);
         ArgumentException.ThrowIfNullOrEmpty(column);
@@ -29,10 +31,11 @@ internal static class TrainingImageReader
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(width);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(batchSize);
         DataViewSchema.Column imageColumn = ImageColumnReader.Find(data.Schema, column, nameof(data));
-        return Read(data, imageColumn, height, width, batchSize);
+        return Read(data, imageColumn, height, width, batchSize, cancellationToken);
     }
 
-    private static IEnumerable<(float[] Images, int Count)> Read(IDataView data, DataViewSchema.Column column, int height, int width, int batchSize)
+    private static IEnumerable<(float[] Images, int Count)> Read(IDataView data, DataViewSchema.Column column, int height, int width, int batchSize,
+        CancellationToken cancellationToken)
     {
         int imageSize = 3 * height * width;
         using DataViewRowCursor cursor = data.GetRowCursor([column]);
@@ -42,6 +45,7 @@ internal static class TrainingImageReader
         long total = 0;
         while (cursor.MoveNext())
         {
+            cancellationToken.ThrowIfCancellationRequested();
             reader.Read(batch.AsSpan(count * imageSize, imageSize), height, width);
             count++;
             total++;

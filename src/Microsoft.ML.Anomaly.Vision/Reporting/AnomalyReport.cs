@@ -162,7 +162,7 @@ public static class AnomalyReport
         }
         html.Append("</body>\n</html>\n");
         EnsureFolder(outputHtml);
-        File.WriteAllText(outputHtml, html.ToString(), new UTF8Encoding(false));
+        AtomicFile.WriteAllText(outputHtml, html.ToString());
     }
 
     /// <summary>

@@ -34,8 +34,7 @@ internal static class SkiaDrawing
         using var image = surface.Snapshot();
         using var data = image.Encode(SKEncodedImageFormat.Png, 100)
             ?? throw new InvalidOperationException($"PNG encoding failed for '{outputPng}'.");
-        using var stream = File.Create(outputPng);
-        data.SaveTo(stream);
+        AtomicFile.Write(outputPng, data.SaveTo);
     }
 
     private static SKTypeface ResolveTypeface()

@@ -85,9 +85,9 @@ public sealed class CfaModelTests
     public void TruncatedDataIsRejected()
     {
         var bytes = Bytes(Trained.Value);
-        var e = Assert.ThrowsExactly<InvalidDataException>(() => Read(bytes[..(bytes.Length - 3)]));
+        var e = Assert.ThrowsExactly<FormatException>(() => Read(bytes[..(bytes.Length - 3)]));
         StringAssert.Contains(e.Message, "memory bank");
-        Assert.ThrowsExactly<InvalidDataException>(() => Read(bytes[..10]));
+        Assert.ThrowsExactly<FormatException>(() => Read(bytes[..10]));
     }
 
     [TestMethod]
@@ -98,7 +98,7 @@ public sealed class CfaModelTests
         {
             var bytes = (byte[])good.Clone();
             BitConverter.TryWriteBytes(bytes.AsSpan(offset, 4), value);
-            var e = Assert.ThrowsExactly<InvalidDataException>(() => Read(bytes));
+            var e = Assert.ThrowsExactly<FormatException>(() => Read(bytes));
             StringAssert.Contains(e.Message, field);
         }
         Expect(0, 99, "version");
@@ -111,11 +111,11 @@ public sealed class CfaModelTests
 
         var nan = (byte[])good.Clone();
         BitConverter.TryWriteBytes(nan.AsSpan(nan.Length - 4, 4), float.NaN);
-        var e = Assert.ThrowsExactly<InvalidDataException>(() => Read(nan));
+        var e = Assert.ThrowsExactly<FormatException>(() => Read(nan));
         StringAssert.Contains(e.Message, "memory bank");
         var inf = (byte[])good.Clone();
         BitConverter.TryWriteBytes(inf.AsSpan(44, 4), float.PositiveInfinity);
-        e = Assert.ThrowsExactly<InvalidDataException>(() => Read(inf));
+        e = Assert.ThrowsExactly<FormatException>(() => Read(inf));
         StringAssert.Contains(e.Message, "descriptor weight");
     }
 }

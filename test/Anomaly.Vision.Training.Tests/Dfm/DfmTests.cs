@@ -196,7 +196,7 @@ public sealed class DfmTests
     private static string ReadFails(byte[] bytes)
     {
         using var reader = new BinaryReader(new MemoryStream(bytes));
-        return Assert.ThrowsExactly<InvalidDataException>(() => DfmModel.Read(reader)).Message;
+        return Assert.ThrowsExactly<FormatException>(() => DfmModel.Read(reader)).Message;
     }
 
     [TestMethod]

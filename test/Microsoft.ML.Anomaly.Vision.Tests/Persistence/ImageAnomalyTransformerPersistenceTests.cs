@@ -215,7 +215,7 @@ public sealed class ImageAnomalyTransformerPersistenceTests
         }
         // ML.NET calls loaders through reflection, so the loader's exception arrives as the inner exception.
         var ex = Assert.ThrowsExactly<System.Reflection.TargetInvocationException>(() => new MLContext().Model.Load(path, out _));
-        Assert.IsInstanceOfType<InvalidDataException>(ex.InnerException);
+        Assert.IsInstanceOfType<FormatException>(ex.InnerException);
         StringAssert.Contains(ex.InnerException.Message, "Model stream 'ToyBlob' is corrupt");
     }
 

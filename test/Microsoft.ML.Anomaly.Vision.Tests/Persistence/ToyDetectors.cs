@@ -35,12 +35,13 @@ internal abstract class ToyTransformerBase : ImageAnomalyTransformerBase
     }
 
     private protected ToyTransformerBase(IHostEnvironment env, string name, ModelLoadContext ctx, VersionInfo versionInfo)
-        : base(env, name, ctx, versionInfo)
+        : base(env, name, ctx, versionInfo, out ModelFieldReader fields)
     {
         // *** Binary format ***
-        // int: size; float: mean; stream ToyBlob: bytes; stream ToyStats: int size
-        _size = ctx.Reader.ReadInt32();
-        Mean = ctx.Reader.ReadSingle();
+        // fields: int size; float mean; stream ToyBlob: bytes; stream ToyStats: int size
+        _size = fields.Reader.ReadInt32();
+        Mean = fields.Reader.ReadSingle();
+        fields.EnsureConsumed();
         _blob = ModelStreams.LoadBytes(ctx, "ToyBlob");
         int size = ModelStreams.LoadBinary(ctx, "ToyStats", r => r.ReadInt32());
         if (size != _size || _blob.Length != 4 || _blob[3] != _size)
@@ -75,10 +76,14 @@ internal abstract class ToyTransformerBase : ImageAnomalyTransformerBase
         }
     }
 
-    private protected override void SaveDetector(ModelSaveContext ctx)
+    private protected override void WriteDetectorFields(BinaryWriter writer)
     {
-        ctx.Writer.Write(_size);
-        ctx.Writer.Write(Mean);
+        writer.Write(_size);
+        writer.Write(Mean);
+    }
+
+    private protected override void SaveDetectorStreams(ModelSaveContext ctx)
+    {
         ModelStreams.SaveBytes(ctx, "ToyBlob", _blob);
         ModelStreams.SaveBinary(ctx, "ToyStats", w => w.Write(_size));
     }
@@ -105,8 +110,8 @@ internal sealed class ToyTransformer : ToyTransformerBase
 
     internal static VersionInfo GetVersionInfo() => new(
         modelSignature: "ANOMTOY1",
-        verWrittenCur: 0x00010001,
-        verReadableCur: 0x00010001,
+        verWrittenCur: ModelStreams.FirstCheckedVersion,
+        verReadableCur: ModelStreams.FirstCheckedVersion,
         verWeCanReadBack: 0x00010001,
         loaderAssemblyName: typeof(ToyTransformer).Assembly.FullName,
         loaderSignature: LoaderSignature,
@@ -136,8 +141,8 @@ internal sealed class OtherToyTransformer : ToyTransformerBase
 
     internal static VersionInfo GetVersionInfo() => new(
         modelSignature: "ANOMTOY2",
-        verWrittenCur: 0x00010001,
-        verReadableCur: 0x00010001,
+        verWrittenCur: ModelStreams.FirstCheckedVersion,
+        verReadableCur: ModelStreams.FirstCheckedVersion,
         verWeCanReadBack: 0x00010001,
         loaderAssemblyName: typeof(OtherToyTransformer).Assembly.FullName,
         loaderSignature: LoaderSignature,

@@ -4,23 +4,26 @@ using System.Text;
 
 namespace Microsoft.ML.Anomaly.Vision;
 
-/// <summary>Writes 8-bit grey or RGB PNG files (no filtering, zlib compression).</summary>
+/// <summary>Writes 8-bit grey, grey + alpha, RGB or RGBA PNG files (no filtering, zlib compression).</summary>
 internal static class PngEncoder
 {
     private static readonly uint[] s_crcTable = BuildCrcTable();
 
-    /// <summary>Writes <paramref name="pixels"/> (row-major, <paramref name="channels"/> = 1 for grey or 3 for RGB) as a PNG file.</summary>
+    /// <summary>
+    /// Writes <paramref name="pixels"/> (row-major, <paramref name="channels"/> = 1 for grey, 2 for grey + alpha, 3 for RGB,
+    /// 4 for RGBA, colours not premultiplied) as a PNG file.
+    /// </summary>
     public static void Write(string path, ReadOnlySpan<byte> pixels, int width, int height, int channels)
     {
-        using var file = new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 16);
-        Write(file, pixels, width, height, channels);
+        byte[] copy = pixels.ToArray();
+        AtomicFile.Write(path, file => Write(file, copy, width, height, channels));
     }
 
     public static void Write(Stream output, ReadOnlySpan<byte> pixels, int width, int height, int channels)
     {
-        if (channels is not (1 or 3))
+        if (channels is not (1 or 2 or 3 or 4))
         {
-            throw new ArgumentOutOfRangeException(nameof(channels), channels, "Only grey (1) or RGB (3) images are written.");
+            throw new ArgumentOutOfRangeException(nameof(channels), channels, "Only grey (1), grey + alpha (2), RGB (3) or RGBA (4) images are written.");
         }
 
         int stride = width * channels;
@@ -35,7 +38,13 @@ internal static class PngEncoder
         BinaryPrimitives.WriteInt32BigEndian(header, width);
         BinaryPrimitives.WriteInt32BigEndian(header[4..], height);
         header[8] = 8;                                  // bit depth
-        header[9] = (byte)(channels == 1 ? 0 : 2);      // colour type: grey or truecolour
+        header[9] = channels switch                     // colour type: grey, grey + alpha, truecolour, truecolour + alpha
+        {
+            1 => 0,
+            2 => 4,
+            3 => 2,
+            _ => 6,
+        };
         header[10] = 0;                                 // deflate
         header[11] = 0;                                 // adaptive filtering (every row uses filter 0)
         header[12] = 0;                                 // no interlace
