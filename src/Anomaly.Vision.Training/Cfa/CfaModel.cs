@@ -101,11 +101,9 @@ public sealed class CfaModel
         var maps = new Tensor[_layers.Length];
         for (int l = 0; l < maps.Length; l++)
             maps[l] = CfaTensors.FromArray(layerMaps[l], new long[] { batch, _layers[l].Channels, _layers[l].Height, _layers[l].Width });
-        var weight = CfaTensors.FromArray(_weight, new long[] { DescriptorChannels, InputChannels + 2, 1, 1 });
-        var bias = CfaTensors.FromArray(_bias, new long[] { DescriptorChannels });
         var coordinates = Descriptor.Coordinates(GridHeight, GridWidth, CPU);
-        var features = Descriptor.Forward(maps, weight, bias, coordinates);
-        CfaTensors.CopyTo(features.permute(0, 2, 3, 1), destination[..(int)outputs]);
+        var stacked = GC.AllocateUninitializedArray<float>(batch * GridHeight * GridWidth * (InputChannels + 2));
+        Descriptor.ForwardPatchMajor(maps, coordinates, _weight, _bias, stacked, destination[..(int)outputs]);
     }
 
     /// <summary>Writes the model (see the binary format in the source).</summary>

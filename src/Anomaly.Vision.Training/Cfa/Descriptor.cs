@@ -57,7 +57,11 @@ internal sealed class Descriptor : IDisposable
     /// <param name="weight">Weight [Out, In + 2, 1, 1].</param>
     /// <param name="bias">Bias [Out].</param>
     /// <param name="coordinates">Coordinate channels [1, 2, H, W] (see <see cref="Coordinates"/>).</param>
-    public static Tensor Forward(IReadOnlyList<Tensor> layerMaps, Tensor weight, Tensor bias, Tensor coordinates)
+    public static Tensor Forward(IReadOnlyList<Tensor> layerMaps, Tensor weight, Tensor bias, Tensor coordinates) =>
+        F.conv2d(Stack(layerMaps, coordinates), weight, bias);
+
+    /// <summary>The 1×1 convolution's input [B, In + 2, H, W]: pooled, resized and concatenated layer maps, then the coordinates.</summary>
+    public static Tensor Stack(IReadOnlyList<Tensor> layerMaps, Tensor coordinates)
     {
         long batch = layerMaps[0].shape[0];
         long height = layerMaps[0].shape[2], width = layerMaps[0].shape[3];
@@ -70,8 +74,39 @@ internal sealed class Descriptor : IDisposable
                 : F.interpolate(pooled, new[] { height, width }, mode: InterpolationMode.Bilinear, align_corners: false);
         }
         parts[^1] = coordinates.expand(batch, 2, height, width);
-        var stacked = cat(parts, 1);
-        return F.conv2d(stacked, weight, bias);
+        return cat(parts, 1);
+    }
+
+    /// <summary>
+    /// The descriptor on the CPU, patch-major, with the 1×1 convolution as one <see cref="PackedGemm"/> product
+    /// (LibTorch's CPU GEMM is far slower on some processors): <paramref name="stacked"/> receives the convolution's
+    /// input X [B·H·W, In + 2] and <paramref name="features"/> X·Wᵀ + b [B·H·W, Out].
+    /// </summary>
+    /// <param name="layerMaps">CPU layer maps [B, C_l, H_l, W_l]; the first layer fixes the grid.</param>
+    /// <param name="coordinates">Coordinate channels [1, 2, H, W].</param>
+    /// <param name="weight">Weight, row-major [Out, In + 2].</param>
+    /// <param name="bias">Bias [Out].</param>
+    /// <param name="stacked">Receives X.</param>
+    /// <param name="features">Receives the target-oriented features.</param>
+    public static void ForwardPatchMajor(IReadOnlyList<Tensor> layerMaps, Tensor coordinates, ReadOnlySpan<float> weight,
+        ReadOnlySpan<float> bias, Span<float> stacked, Span<float> features)
+    {
+        int outChannels = bias.Length;
+        int inChannels = weight.Length / outChannels;
+        int rows;
+        using (var scope = NewDisposeScope())
+        using (no_grad())
+        {
+            var x = Stack(layerMaps, coordinates).permute(0, 2, 3, 1).contiguous();
+            rows = (int)(x.numel() / inChannels);
+            CfaTensors.Span(x).CopyTo(stacked);
+        }
+        PackedGemm.Multiply(rows, outChannels, inChannels, stacked, inChannels, 1, weight, 1, inChannels, features, accumulate: false);
+        for (int r = 0; r < rows; r++)
+        {
+            var row = features.Slice(r * outChannels, outChannels);
+            System.Numerics.Tensors.TensorPrimitives.Add(row, bias, row);
+        }
     }
 
     /// <summary>CoordConv's coordinate channels [1, 2, H, W]: channel 0 is 2·row/(H−1) − 1, channel 1 is 2·column/(W−1) − 1.</summary>
