@@ -29,7 +29,6 @@ internal sealed class CfaCpuStep
     private readonly int _k;
     private readonly int _in;
     private readonly int _out;
-    private readonly Tensor _coordinates;
     private readonly float[] _weightGradient;
     private readonly float[] _biasGradient;
     private float[] _weight = [];
@@ -52,7 +51,6 @@ internal sealed class CfaCpuStep
         _hardNegatives = options.NumHardNegativeFeatures;
         _radius = options.Radius;
         _k = _nearestNeighbors + _hardNegatives;
-        _coordinates = Descriptor.Coordinates(descriptor.GridHeight, descriptor.GridWidth, CPU);
         _weightGradient = new float[_out * _in];
         _biasGradient = new float[_out];
     }
@@ -78,7 +76,7 @@ internal sealed class CfaCpuStep
             _distances = new float[rows * _k];
             _entries = new int[rows * _k];
         }
-        Descriptor.ForwardPatchMajor(maps, _coordinates, _weight, _bias, _stacked, _features);
+        Descriptor.ForwardPatchMajor(_descriptor.Layers, maps.Select(CfaTensors.ToArray).ToArray(), (int)maps[0].shape[0], _weight, _bias, _stacked, _features);
         return _features.AsSpan(0, rows * _out);
     }
 

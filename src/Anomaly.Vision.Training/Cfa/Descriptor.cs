@@ -78,35 +78,129 @@ internal sealed class Descriptor : IDisposable
     }
 
     /// <summary>
-    /// The descriptor on the CPU, patch-major, with the 1×1 convolution as one <see cref="PackedGemm"/> product
-    /// (LibTorch's CPU GEMM is far slower on some processors): <paramref name="stacked"/> receives the convolution's
-    /// input X [B·H·W, In + 2] and <paramref name="features"/> X·Wᵀ + b [B·H·W, Out].
+    /// The descriptor on the CPU, patch-major, in C#: LibTorch's pooling, resizing and GEMM run at a small fraction of
+    /// this code's speed on some processors (<c>dotnet run -c Release --project bench -- cfa-train</c>).
+    /// <paramref name="stacked"/> receives the 1×1 convolution's input X [B·H·W, In + 2] (<see cref="StackPatchMajor"/>)
+    /// and <paramref name="features"/> X·Wᵀ + b [B·H·W, Out] (one <see cref="PackedGemm"/> product).
     /// </summary>
-    /// <param name="layerMaps">CPU layer maps [B, C_l, H_l, W_l]; the first layer fixes the grid.</param>
-    /// <param name="coordinates">Coordinate channels [1, 2, H, W].</param>
+    /// <param name="layers">Layer shapes; the first fixes the grid.</param>
+    /// <param name="layerMaps">One array per layer, B × C_l × H_l × W_l values.</param>
+    /// <param name="batch">B.</param>
     /// <param name="weight">Weight, row-major [Out, In + 2].</param>
     /// <param name="bias">Bias [Out].</param>
     /// <param name="stacked">Receives X.</param>
     /// <param name="features">Receives the target-oriented features.</param>
-    public static void ForwardPatchMajor(IReadOnlyList<Tensor> layerMaps, Tensor coordinates, ReadOnlySpan<float> weight,
-        ReadOnlySpan<float> bias, Span<float> stacked, Span<float> features)
+    public static void ForwardPatchMajor(IReadOnlyList<LayerShape> layers, IReadOnlyList<float[]> layerMaps, int batch,
+        ReadOnlySpan<float> weight, ReadOnlySpan<float> bias, Span<float> stacked, Span<float> features)
     {
         int outChannels = bias.Length;
         int inChannels = weight.Length / outChannels;
-        int rows;
-        using (var scope = NewDisposeScope())
-        using (no_grad())
-        {
-            var x = Stack(layerMaps, coordinates).permute(0, 2, 3, 1).contiguous();
-            rows = (int)(x.numel() / inChannels);
-            CfaTensors.Span(x).CopyTo(stacked);
-        }
+        int rows = batch * layers[0].Height * layers[0].Width;
+        StackPatchMajor(layers, layerMaps, batch, stacked);
         PackedGemm.Multiply(rows, outChannels, inChannels, stacked, inChannels, 1, weight, 1, inChannels, features, accumulate: false);
         for (int r = 0; r < rows; r++)
         {
             var row = features.Slice(r * outChannels, outChannels);
             System.Numerics.Tensors.TensorPrimitives.Add(row, bias, row);
         }
+    }
+
+    /// <summary>
+    /// <see cref="Stack"/> patch-major, [B·H·W, In + 2]: 3×3 average pooling (stride 1, zero padding counted), bilinear
+    /// resizing to the first layer's grid without aligned corners (PyTorch's source index (i + ½)·in/out − ½, clamped
+    /// at 0), then the row and column coordinates.
+    /// </summary>
+    public static unsafe void StackPatchMajor(IReadOnlyList<LayerShape> layers, IReadOnlyList<float[]> layerMaps, int batch, Span<float> stacked)
+    {
+        int height = layers[0].Height, width = layers[0].Width, grid = height * width;
+        int inChannels = layers.Sum(l => l.Channels) + 2;
+        if (stacked.Length < (long)batch * grid * inChannels)
+            throw new ArgumentException($"The destination holds {stacked.Length} values, {(long)batch * grid * inChannels} are needed.", nameof(stacked));
+        var offsets = new int[layers.Count];
+        for (int l = 1; l < layers.Count; l++)
+            offsets[l] = offsets[l - 1] + layers[l - 1].Channels;
+        // Work items: (image, layer, block of channels); each writes its own columns of the image's rows.
+        const int ChannelBlock = 16;
+        var items = new List<(int Image, int Layer, int Channel)>();
+        for (int i = 0; i < batch; i++)
+            for (int l = 0; l < layers.Count; l++)
+                for (int c = 0; c < layers[l].Channels; c += ChannelBlock)
+                    items.Add((i, l, c));
+        fixed (float* destination = stacked)
+        {
+            nint dp = (nint)destination;
+            Parallel.For(0, items.Count, new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount },
+                () => new float[layers.Max(l => l.Height * l.Width)],
+                (index, _, pooled) =>
+                {
+                    var (image, l, c0) = items[index];
+                    var shape = layers[l];
+                    int h = shape.Height, w = shape.Width, plane = h * w;
+                    float* x = (float*)dp + (long)image * grid * inChannels;
+                    for (int c = c0; c < Math.Min(c0 + ChannelBlock, shape.Channels); c++)
+                    {
+                        var map = layerMaps[l].AsSpan((image * shape.Channels + c) * plane, plane);
+                        AveragePool3x3(map, h, w, pooled);
+                        int column = offsets[l] + c;
+                        if (h == height && w == width)
+                        {
+                            for (int p = 0; p < grid; p++)
+                                x[(long)p * inChannels + column] = pooled[p];
+                            continue;
+                        }
+                        for (int y = 0; y < height; y++)
+                        {
+                            var (y0, y1, ly) = SourceIndex(y, h, height);
+                            for (int xo = 0; xo < width; xo++)
+                            {
+                                var (x0, x1, lx) = SourceIndex(xo, w, width);
+                                float top = (1 - lx) * pooled[y0 * w + x0] + lx * pooled[y0 * w + x1];
+                                float bottom = (1 - lx) * pooled[y1 * w + x0] + lx * pooled[y1 * w + x1];
+                                x[(long)(y * width + xo) * inChannels + column] = (1 - ly) * top + ly * bottom;
+                            }
+                        }
+                    }
+                    return pooled;
+                },
+                _ => { });
+            for (int image = 0; image < batch; image++)
+            {
+                float* x = destination + (long)image * grid * inChannels;
+                for (int y = 0; y < height; y++)
+                {
+                    for (int xo = 0; xo < width; xo++)
+                    {
+                        float* row = x + (long)(y * width + xo) * inChannels;
+                        row[inChannels - 2] = (float)y / (height - 1) * 2 - 1;
+                        row[inChannels - 1] = (float)xo / (width - 1) * 2 - 1;
+                    }
+                }
+            }
+        }
+    }
+
+    private static void AveragePool3x3(ReadOnlySpan<float> map, int h, int w, Span<float> pooled)
+    {
+        for (int y = 0; y < h; y++)
+        {
+            for (int x = 0; x < w; x++)
+            {
+                float sum = 0;
+                for (int dy = Math.Max(0, y - 1); dy <= Math.Min(h - 1, y + 1); dy++)
+                    for (int dx = Math.Max(0, x - 1); dx <= Math.Min(w - 1, x + 1); dx++)
+                        sum += map[dy * w + dx];
+                pooled[y * w + x] = sum / 9f;
+            }
+        }
+    }
+
+    /// <summary>PyTorch's bilinear source pixels and weight of the second for output index <paramref name="i"/> (corners not aligned).</summary>
+    private static (int First, int Second, float Weight) SourceIndex(int i, int inSize, int outSize)
+    {
+        float source = Math.Max(0f, ((float)inSize / outSize) * (i + 0.5f) - 0.5f);
+        int first = (int)source;
+        int second = first < inSize - 1 ? first + 1 : first;
+        return (first, second, source - first);
     }
 
     /// <summary>CoordConv's coordinate channels [1, 2, H, W]: channel 0 is 2·row/(H−1) − 1, channel 1 is 2·column/(W−1) − 1.</summary>
