@@ -80,9 +80,9 @@ public static class CfaTrainer
     }
 
     /// <summary>
-    /// Distances a step may hold at once on a CPU. Below glibc's largest mmap threshold (32 MiB), so freed buffers are
-    /// reused rather than mapped and zeroed afresh every step, and near the cache sizes: training runs about 4× faster
-    /// than with whole batches of 32 in one piece (<c>dotnet run -c Release --project bench -- cfa</c>).
+    /// Distances (and feature maps) a step may hold at once on a CPU. Below glibc's largest mmap threshold (32 MiB), so
+    /// LibTorch's freed buffers are reused rather than mapped and zeroed afresh every step, and near the cache sizes.
+    /// With the fused kernel, which holds no distances, this makes chunks of one 256-pixel image.
     /// </summary>
     internal const long CpuChunkBytes = 16L << 20;
 
