@@ -126,37 +126,44 @@ internal sealed class Descriptor : IDisposable
             for (int l = 0; l < layers.Count; l++)
                 for (int c = 0; c < layers[l].Channels; c += ChannelBlock)
                     items.Add((i, l, c));
+        // PyTorch's bilinear source pixels per output row and column, per layer.
+        var rowSources = layers.Select(l => Enumerable.Range(0, height).Select(i => SourceIndex(i, l.Height, height)).ToArray()).ToArray();
+        var columnSources = layers.Select(l => Enumerable.Range(0, width).Select(i => SourceIndex(i, l.Width, width)).ToArray()).ToArray();
         fixed (float* destination = stacked)
         {
             nint dp = (nint)destination;
             Parallel.For(0, items.Count, new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount },
-                () => new float[layers.Max(l => l.Height * l.Width)],
+                () => new float[ChannelBlock * layers.Max(l => l.Height * l.Width)],
                 (index, _, pooled) =>
                 {
                     var (image, l, c0) = items[index];
                     var shape = layers[l];
                     int h = shape.Height, w = shape.Width, plane = h * w;
-                    float* x = (float*)dp + (long)image * grid * inChannels;
-                    for (int c = c0; c < Math.Min(c0 + ChannelBlock, shape.Channels); c++)
+                    int block = Math.Min(ChannelBlock, shape.Channels - c0);
+                    for (int c = 0; c < block; c++)
+                        AveragePool3x3(layerMaps[l].AsSpan((image * shape.Channels + c0 + c) * plane, plane), h, w, pooled.AsSpan(c * plane, plane));
+                    // The block's channels are written together: consecutive values of each patch's row.
+                    float* x = (float*)dp + (long)image * grid * inChannels + offsets[l] + c0;
+                    bool resize = h != height || w != width;
+                    for (int y = 0; y < height; y++)
                     {
-                        var map = layerMaps[l].AsSpan((image * shape.Channels + c) * plane, plane);
-                        AveragePool3x3(map, h, w, pooled);
-                        int column = offsets[l] + c;
-                        if (h == height && w == width)
+                        var (y0, y1, ly) = rowSources[l][y];
+                        for (int xo = 0; xo < width; xo++)
                         {
-                            for (int p = 0; p < grid; p++)
-                                x[(long)p * inChannels + column] = pooled[p];
-                            continue;
-                        }
-                        for (int y = 0; y < height; y++)
-                        {
-                            var (y0, y1, ly) = SourceIndex(y, h, height);
-                            for (int xo = 0; xo < width; xo++)
+                            float* row = x + (long)(y * width + xo) * inChannels;
+                            if (!resize)
                             {
-                                var (x0, x1, lx) = SourceIndex(xo, w, width);
-                                float top = (1 - lx) * pooled[y0 * w + x0] + lx * pooled[y0 * w + x1];
-                                float bottom = (1 - lx) * pooled[y1 * w + x0] + lx * pooled[y1 * w + x1];
-                                x[(long)(y * width + xo) * inChannels + column] = (1 - ly) * top + ly * bottom;
+                                for (int c = 0; c < block; c++)
+                                    row[c] = pooled[c * plane + y * w + xo];
+                                continue;
+                            }
+                            var (x0, x1, lx) = columnSources[l][xo];
+                            int i00 = y0 * w + x0, i01 = y0 * w + x1, i10 = y1 * w + x0, i11 = y1 * w + x1;
+                            for (int c = 0, o = 0; c < block; c++, o += plane)
+                            {
+                                float top = (1 - lx) * pooled[o + i00] + lx * pooled[o + i01];
+                                float bottom = (1 - lx) * pooled[o + i10] + lx * pooled[o + i11];
+                                row[c] = (1 - ly) * top + ly * bottom;
                             }
                         }
                     }

@@ -11,16 +11,17 @@ namespace Anomaly.Vision.Training;
 /// (<c>dotnet run -c Release --project bench -- cfa-train</c> prints both), and CFA's descriptor is two GEMMs per
 /// training image (forward and weight gradient). B is packed once into panels <c>[N/W][K][W]</c> (W = 64 with 512-bit
 /// vectors, 16 with 256-bit ones), each group of 6 rows of A into <c>[K][6]</c>; the kernel accumulates a 6 × W tile
-/// over all of K in registers. Operands are read through row and column strides, so a transposed operand costs
-/// nothing beyond its packing. Row groups run in parallel; every element of C is one dot product in channel order,
-/// so results do not depend on the thread count.
+/// over all of K in registers. A work item packs up to 32 row groups, then runs every panel of B over all of them,
+/// so each panel is fetched into the inner caches once per item rather than once per row group. Operands are read
+/// through row and column strides, so a transposed operand costs nothing beyond its packing. Work items run in
+/// parallel; every element of C is one dot product in channel order, so results do not depend on the thread count.
 /// </remarks>
 internal static class PackedGemm
 {
     private const int Rows = MemoryBankScorer.Rows;
 
-    /// <summary>Row groups per parallel work item.</summary>
-    private const int GroupsPerItem = 8;
+    /// <summary>Most row groups per parallel work item (fewer when that would leave threads without work).</summary>
+    private const int MaxGroupsPerItem = 32;
 
     /// <summary>C[m × n] (row-major) = A·B, or C += A·B when <paramref name="accumulate"/>.</summary>
     /// <param name="m">Rows of A and C.</param>
@@ -55,7 +56,9 @@ internal static class PackedGemm
             throw new ArgumentException("B is too large to pack.", nameof(b));
         var packedB = GC.AllocateUninitializedArray<float>((int)packedLength + 16, pinned: true);
         int groups = (m + Rows - 1) / Rows;
-        int items = (groups + GroupsPerItem - 1) / GroupsPerItem;
+        int threads = Environment.ProcessorCount;
+        int groupsPerItem = Math.Clamp(groups / (4 * threads), 1, MaxGroupsPerItem);
+        int items = (groups + groupsPerItem - 1) / groupsPerItem;
 
         fixed (float* aBase = a)
         fixed (float* bBase = b)
@@ -69,25 +72,28 @@ internal static class PackedGemm
                 0,
                 items,
                 new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount },
-                () => (GC.AllocateUninitializedArray<float>(k * Rows, pinned: true), GC.AllocateUninitializedArray<float>(Rows * width + 16, pinned: true)),
+                () => (GC.AllocateUninitializedArray<float>(groupsPerItem * k * Rows, pinned: true), GC.AllocateUninitializedArray<float>(Rows * width + 16, pinned: true)),
                 (item, _, scratch) =>
                 {
                     fixed (float* packedA = scratch.Item1)
                     fixed (float* tileBase = scratch.Item2)
                     {
                         float* tile = Align(tileBase);
-                        int lastGroup = Math.Min(groups, (item + 1) * GroupsPerItem);
-                        for (int g = item * GroupsPerItem; g < lastGroup; g++)
+                        int firstGroup = item * groupsPerItem, endGroup = Math.Min(groups, firstGroup + groupsPerItem);
+                        for (int g = firstGroup; g < endGroup; g++)
+                            PackA((float*)ap + (long)g * Rows * aRowStride, Math.Min(Rows, m - g * Rows), k, aRowStride, aColumnStride, packedA + (long)(g - firstGroup) * k * Rows);
+                        for (int p = 0; p < panels; p++)
                         {
-                            int rows = Math.Min(Rows, m - g * Rows);
-                            PackA((float*)ap + (long)g * Rows * aRowStride, rows, k, aRowStride, aColumnStride, packedA);
-                            for (int p = 0; p < panels; p++)
+                            float* panel = (float*)bp + (long)p * k * width;
+                            int columns = Math.Min(width, n - p * width);
+                            for (int g = firstGroup; g < endGroup; g++)
                             {
+                                float* a = packedA + (long)(g - firstGroup) * k * Rows;
                                 if (wide)
-                                    MemoryBankScorer.Kernel512(packedA, (float*)bp + (long)p * k * width, k, null, tile, first: true, last: false);
+                                    MemoryBankScorer.Kernel512(a, panel, k, null, tile, first: true, last: false);
                                 else
-                                    MemoryBankScorer.Kernel256(packedA, (float*)bp + (long)p * k * width, k, null, tile, first: true, last: false);
-                                int columns = Math.Min(width, n - p * width);
+                                    MemoryBankScorer.Kernel256(a, panel, k, null, tile, first: true, last: false);
+                                int rows = Math.Min(Rows, m - g * Rows);
                                 for (int r = 0; r < rows; r++)
                                 {
                                     var source = new ReadOnlySpan<float>(tile + r * width, columns);
