@@ -5,8 +5,9 @@ switch (args.FirstOrDefault())
     case "backbone": return BackboneBenchmark.Run(args[1..]);
     case "scorer": return ScorerBenchmark.Run(args[1..]);
     case "cfa": return CfaBenchmark.Run(args[1..]);
+    case "cfa-train": return CfaTrainBenchmark.Run(args[1..]);
     case "cflow": return CflowBenchmark.Run(args[1..]);
     default:
-        Console.WriteLine("usage: dotnet run -c Release --project bench -- backbone|scorer|cfa|cflow");
+        Console.WriteLine("usage: dotnet run -c Release --project bench -- backbone|scorer|cfa|cfa-train|cflow");
         return 1;
 }

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Runtime.Intrinsics;
 using System.Text;
+using Anomaly.Vision.Training;
 using Microsoft.ML.Anomaly.Vision;
 using Microsoft.ML.OnnxRuntime;
 

@@ -95,17 +95,8 @@ public sealed class CfaModel
         if (destination.Length < outputs)
             throw new ArgumentException($"The destination holds {destination.Length} values, {outputs} are needed.", nameof(destination));
 
-        TorchRuntime.EnsureAvailable();
-        using var scope = NewDisposeScope();
-        using var noGrad = no_grad();
-        var maps = new Tensor[_layers.Length];
-        for (int l = 0; l < maps.Length; l++)
-            maps[l] = CfaTensors.FromArray(layerMaps[l], new long[] { batch, _layers[l].Channels, _layers[l].Height, _layers[l].Width });
-        var weight = CfaTensors.FromArray(_weight, new long[] { DescriptorChannels, InputChannels + 2, 1, 1 });
-        var bias = CfaTensors.FromArray(_bias, new long[] { DescriptorChannels });
-        var coordinates = Descriptor.Coordinates(GridHeight, GridWidth, CPU);
-        var features = Descriptor.Forward(maps, weight, bias, coordinates);
-        CfaTensors.CopyTo(features.permute(0, 2, 3, 1), destination[..(int)outputs]);
+        var stacked = GC.AllocateUninitializedArray<float>(batch * GridHeight * GridWidth * (InputChannels + 2));
+        Descriptor.ForwardPatchMajor(_layers, layerMaps, batch, _weight, _bias, stacked, destination[..(int)outputs]);
     }
 
     /// <summary>Writes the model (see the binary format in the source).</summary>

@@ -26,14 +26,16 @@ public static class CfaTrainer
     /// <exception cref="OperationCanceledException">Training was cancelled.</exception>
     public static CfaModel Train(IFeatureSource features, CfaTrainingOptions options,
         IProgress<TrainingProgress>? progress = null, CancellationToken cancellationToken = default)
-        => Train(features, options, progress, cancellationToken, chunkBytes: null);
+        => Train(features, options, progress, cancellationToken, chunkBytes: null, fusedNearest: null);
 
     /// <summary>
     /// Trains with the per-step work cut into chunks of about <paramref name="chunkBytes"/> of distances
-    /// (null: <see cref="DefaultChunkBytes"/> for the device). Chunking changes only the order of additions.
+    /// (null: <see cref="DefaultChunkBytes"/> for the device) and the nearest entries found by the fused C# kernel
+    /// (<see cref="MemoryBankScorer"/>) or by LibTorch's convolution and top-k (null: the fused kernel on a CPU).
+    /// Neither changes the model beyond the order of additions.
     /// </summary>
     internal static CfaModel Train(IFeatureSource features, CfaTrainingOptions options,
-        IProgress<TrainingProgress>? progress, CancellationToken cancellationToken, long? chunkBytes)
+        IProgress<TrainingProgress>? progress, CancellationToken cancellationToken, long? chunkBytes, bool? fusedNearest)
     {
         ArgumentNullException.ThrowIfNull(features);
         ArgumentNullException.ThrowIfNull(options);
@@ -66,28 +68,38 @@ public static class CfaTrainer
         var device = TorchRuntime.SelectDevice(options.Device, options.CudaDeviceIndex);
         using var descriptor = new Descriptor(layers, outChannels, options.Seed, device);
 
-        var chunks = StepChunks.For(chunkBytes ?? DefaultChunkBytes(device), patches, bankSize, descriptor.OutChannels + descriptor.InChannels);
-        float[] bank = BuildMemoryBank(features, layers, descriptor, options, bankSize, chunks, device, progress, cancellationToken);
-        TrainDescriptor(features, layers, descriptor, bank, bankSize, options, chunks, device, progress, cancellationToken);
+        bool fused = fusedNearest ?? device.type == DeviceType.CPU;
+        if (fused && device.type != DeviceType.CPU)
+            throw new ArgumentException("The fused nearest-entry kernel runs on the CPU only.", nameof(fusedNearest));
+        // The fused kernel keeps no distance matrix: a chunk holds only feature maps.
+        var chunks = StepChunks.For(chunkBytes ?? DefaultChunkBytes(device), patches, fused ? 0 : bankSize, descriptor.OutChannels + descriptor.InChannels);
+        float[] bank = BuildMemoryBank(features, layers, descriptor, options, bankSize, chunks, fused, device, progress, cancellationToken);
+        TrainDescriptor(features, layers, descriptor, bank, bankSize, options, chunks, fused, device, progress, cancellationToken);
 
         return new CfaModel(layers, outChannels, options.NumNearestNeighbors, descriptor.WeightArray(), descriptor.BiasArray(), bank);
     }
 
     /// <summary>
-    /// Distances a step may hold at once on a CPU. Below glibc's largest mmap threshold (32 MiB), so freed buffers are
-    /// reused rather than mapped and zeroed afresh every step, and near the cache sizes: training runs about 4× faster
-    /// than with whole batches of 32 in one piece (<c>dotnet run -c Release --project bench -- cfa</c>).
+    /// Distances (and feature maps) a step may hold at once on a CPU. Below glibc's largest mmap threshold (32 MiB), so
+    /// LibTorch's freed buffers are reused rather than mapped and zeroed afresh every step, and near the cache sizes.
+    /// With the fused kernel, which holds no distances, this makes chunks of one 256-pixel image.
     /// </summary>
     internal const long CpuChunkBytes = 16L << 20;
 
     private static long DefaultChunkBytes(Device device) => device.type == DeviceType.CPU ? CpuChunkBytes : 1L << 30;
 
     private static float[] BuildMemoryBank(IFeatureSource features, LayerShape[] layers, Descriptor descriptor,
-        CfaTrainingOptions options, int bankSize, StepChunks chunks, Device device, IProgress<TrainingProgress>? progress,
+        CfaTrainingOptions options, int bankSize, StepChunks chunks, bool fused, Device device, IProgress<TrainingProgress>? progress,
         CancellationToken cancellationToken)
     {
         int count = features.Count;
         int patches = layers[0].Height * layers[0].Width;
+        CfaCpuStep? cpu = null;
+        if (fused)
+        {
+            cpu = new CfaCpuStep(descriptor, bank: null, bankSize, options);
+            cpu.Begin();
+        }
         float[] centroids;
         using (var scope = NewDisposeScope())
         using (no_grad())
@@ -103,7 +115,11 @@ public static class CfaTrainer
                 for (int offset = 0; offset < n; offset += chunks.ImagesPerChunk)
                 {
                     var indices = Enumerable.Range(start + offset, Math.Min(chunks.ImagesPerChunk, n - offset)).ToArray();
-                    var chunkSum = descriptor.Forward(LoadBatch(features, layers, indices, device, checkFinite: true)).sum(new long[] { 0 });
+                    var maps = LoadBatch(features, layers, indices, device, checkFinite: true);
+                    var chunkSum = cpu is null
+                        ? descriptor.Forward(maps).sum(new long[] { 0 })
+                        : CfaTensors.FromArray(cpu.Describe(maps), new long[] { indices.Length, patches, descriptor.OutChannels })
+                            .sum(new long[] { 0 }).permute(1, 0).reshape(descriptor.OutChannels, layers[0].Height, layers[0].Width);
                     sum = sum is null ? chunkSum : sum.add_(chunkSum);
                 }
                 var next = MemoryBank.Accumulate(running, sum!.div_((float)n), batchIndex);
@@ -121,16 +137,21 @@ public static class CfaTrainer
     }
 
     private static void TrainDescriptor(IFeatureSource features, LayerShape[] layers, Descriptor descriptor, float[] bank,
-        int bankSize, CfaTrainingOptions options, StepChunks chunks, Device device, IProgress<TrainingProgress>? progress,
+        int bankSize, CfaTrainingOptions options, StepChunks chunks, bool fused, Device device, IProgress<TrainingProgress>? progress,
         CancellationToken cancellationToken)
     {
         if (options.Epochs == 0)
             return;
         using var scope = NewDisposeScope();
-        var bankT = CfaTensors.FromArray(bank, new long[] { bankSize, descriptor.OutChannels }).to(device);
-        var kernel = (-2 * bankT).reshape(bankSize, descriptor.OutChannels, 1, 1);
-        var norms = bankT.pow(2).sum(1);
         int k = options.NumNearestNeighbors + options.NumHardNegativeFeatures;
+        var cpu = fused ? new CfaCpuStep(descriptor, bank, bankSize, options) : null;
+        Tensor? bankT = null, kernel = null, norms = null;
+        if (cpu is null)
+        {
+            bankT = CfaTensors.FromArray(bank, new long[] { bankSize, descriptor.OutChannels }).to(device);
+            kernel = (-2 * bankT).reshape(bankSize, descriptor.OutChannels, 1, 1);
+            norms = bankT.pow(2).sum(1);
+        }
         var optimizer = optim.AdamW(descriptor.Parameters(), lr: options.LearningRate, weight_decay: options.WeightDecay, amsgrad: true);
 
         int count = features.Count;
@@ -146,23 +167,30 @@ public static class CfaTrainer
                 cancellationToken.ThrowIfCancellationRequested();
                 int n = Math.Min(options.BatchSize, count - start);
                 optimizer.zero_grad();
+                cpu?.Begin();
                 for (int offset = 0; offset < n; offset += chunks.ImagesPerChunk)
                 {
                     int m = Math.Min(chunks.ImagesPerChunk, n - offset);
                     using var chunk = NewDisposeScope();
                     var maps = LoadBatch(features, layers, order.AsSpan(start + offset, m).ToArray(), device, checkFinite: false);
+                    // The step's loss is a mean over its images; each chunk adds its share, and the gradients add up.
+                    float share = (float)m / n;
+                    if (cpu is not null)
+                    {
+                        lossSum += cpu.AddChunk(maps, share);
+                        continue;
+                    }
                     var target = descriptor.Forward(maps);
                     // The loss depends on the features only through each patch's k nearest distances: their gradient
                     // is taken on the k values and carried to the features in closed form (see MemoryBank.FeatureGradient).
-                    var (nearest, indices) = MemoryBank.Nearest(target, kernel, norms, k, chunks.EntriesPerChunk);
+                    var (nearest, indices) = MemoryBank.Nearest(target, kernel!, norms!, k, chunks.EntriesPerChunk);
                     nearest.requires_grad_(true);
-                    // The step's loss is a mean over its images; each chunk adds its share, and the gradients add up.
-                    var loss = CfaLoss.FromNearest(nearest, 1, options.NumNearestNeighbors, options.NumHardNegativeFeatures, options.Radius)
-                        * ((float)m / n);
+                    var loss = CfaLoss.FromNearest(nearest, 1, options.NumNearestNeighbors, options.NumHardNegativeFeatures, options.Radius) * share;
                     loss.backward();
-                    target.backward(new[] { MemoryBank.FeatureGradient(target, nearest.grad!, indices, bankT) });
+                    target.backward(new[] { MemoryBank.FeatureGradient(target, nearest.grad!, indices, bankT!) });
                     lossSum += loss.item<float>();
                 }
+                cpu?.ApplyGradients();
                 optimizer.step();
                 steps++;
             }
@@ -203,11 +231,11 @@ public static class CfaTrainer
     /// <summary>How a training step is cut: images per chunk, and bank entries ranked per distance convolution.</summary>
     private readonly record struct StepChunks(int ImagesPerChunk, long EntriesPerChunk)
     {
-        /// <summary>Chunks whose distances (and feature maps of <paramref name="channels"/>) take about <paramref name="bytes"/>.</summary>
+        /// <summary>Chunks whose distances (and feature maps of <paramref name="channels"/>) take about <paramref name="bytes"/>; a bank size of 0: no distances.</summary>
         public static StepChunks For(long bytes, int patches, int bankSize, int channels)
         {
             long perEntryColumn = (long)patches * sizeof(float);
-            long entries = Math.Clamp(bytes / perEntryColumn, 1, bankSize);
+            long entries = Math.Clamp(bytes / perEntryColumn, 1, Math.Max(1, bankSize));
             long images = Math.Max(1, bytes / (perEntryColumn * Math.Max(entries, channels)));
             return new StepChunks((int)Math.Min(images, int.MaxValue), entries);
         }

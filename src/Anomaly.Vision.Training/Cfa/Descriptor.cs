@@ -57,7 +57,11 @@ internal sealed class Descriptor : IDisposable
     /// <param name="weight">Weight [Out, In + 2, 1, 1].</param>
     /// <param name="bias">Bias [Out].</param>
     /// <param name="coordinates">Coordinate channels [1, 2, H, W] (see <see cref="Coordinates"/>).</param>
-    public static Tensor Forward(IReadOnlyList<Tensor> layerMaps, Tensor weight, Tensor bias, Tensor coordinates)
+    public static Tensor Forward(IReadOnlyList<Tensor> layerMaps, Tensor weight, Tensor bias, Tensor coordinates) =>
+        F.conv2d(Stack(layerMaps, coordinates), weight, bias);
+
+    /// <summary>The 1×1 convolution's input [B, In + 2, H, W]: pooled, resized and concatenated layer maps, then the coordinates.</summary>
+    public static Tensor Stack(IReadOnlyList<Tensor> layerMaps, Tensor coordinates)
     {
         long batch = layerMaps[0].shape[0];
         long height = layerMaps[0].shape[2], width = layerMaps[0].shape[3];
@@ -70,8 +74,140 @@ internal sealed class Descriptor : IDisposable
                 : F.interpolate(pooled, new[] { height, width }, mode: InterpolationMode.Bilinear, align_corners: false);
         }
         parts[^1] = coordinates.expand(batch, 2, height, width);
-        var stacked = cat(parts, 1);
-        return F.conv2d(stacked, weight, bias);
+        return cat(parts, 1);
+    }
+
+    /// <summary>
+    /// The descriptor on the CPU, patch-major, in C#: LibTorch's pooling, resizing and GEMM run at a small fraction of
+    /// this code's speed on some processors (<c>dotnet run -c Release --project bench -- cfa-train</c>).
+    /// <paramref name="stacked"/> receives the 1×1 convolution's input X [B·H·W, In + 2] (<see cref="StackPatchMajor"/>)
+    /// and <paramref name="features"/> X·Wᵀ + b [B·H·W, Out] (one <see cref="PackedGemm"/> product).
+    /// </summary>
+    /// <param name="layers">Layer shapes; the first fixes the grid.</param>
+    /// <param name="layerMaps">One array per layer, B × C_l × H_l × W_l values.</param>
+    /// <param name="batch">B.</param>
+    /// <param name="weight">Weight, row-major [Out, In + 2].</param>
+    /// <param name="bias">Bias [Out].</param>
+    /// <param name="stacked">Receives X.</param>
+    /// <param name="features">Receives the target-oriented features.</param>
+    public static void ForwardPatchMajor(IReadOnlyList<LayerShape> layers, IReadOnlyList<float[]> layerMaps, int batch,
+        ReadOnlySpan<float> weight, ReadOnlySpan<float> bias, Span<float> stacked, Span<float> features)
+    {
+        int outChannels = bias.Length;
+        int inChannels = weight.Length / outChannels;
+        int rows = batch * layers[0].Height * layers[0].Width;
+        StackPatchMajor(layers, layerMaps, batch, stacked);
+        PackedGemm.Multiply(rows, outChannels, inChannels, stacked, inChannels, 1, weight, 1, inChannels, features, accumulate: false);
+        for (int r = 0; r < rows; r++)
+        {
+            var row = features.Slice(r * outChannels, outChannels);
+            System.Numerics.Tensors.TensorPrimitives.Add(row, bias, row);
+        }
+    }
+
+    /// <summary>
+    /// <see cref="Stack"/> patch-major, [B·H·W, In + 2]: 3×3 average pooling (stride 1, zero padding counted), bilinear
+    /// resizing to the first layer's grid without aligned corners (PyTorch's source index (i + ½)·in/out − ½, clamped
+    /// at 0), then the row and column coordinates.
+    /// </summary>
+    public static unsafe void StackPatchMajor(IReadOnlyList<LayerShape> layers, IReadOnlyList<float[]> layerMaps, int batch, Span<float> stacked)
+    {
+        int height = layers[0].Height, width = layers[0].Width, grid = height * width;
+        int inChannels = layers.Sum(l => l.Channels) + 2;
+        if (stacked.Length < (long)batch * grid * inChannels)
+            throw new ArgumentException($"The destination holds {stacked.Length} values, {(long)batch * grid * inChannels} are needed.", nameof(stacked));
+        var offsets = new int[layers.Count];
+        for (int l = 1; l < layers.Count; l++)
+            offsets[l] = offsets[l - 1] + layers[l - 1].Channels;
+        // Work items: (image, layer, block of channels); each writes its own columns of the image's rows.
+        const int ChannelBlock = 16;
+        var items = new List<(int Image, int Layer, int Channel)>();
+        for (int i = 0; i < batch; i++)
+            for (int l = 0; l < layers.Count; l++)
+                for (int c = 0; c < layers[l].Channels; c += ChannelBlock)
+                    items.Add((i, l, c));
+        // PyTorch's bilinear source pixels per output row and column, per layer.
+        var rowSources = layers.Select(l => Enumerable.Range(0, height).Select(i => SourceIndex(i, l.Height, height)).ToArray()).ToArray();
+        var columnSources = layers.Select(l => Enumerable.Range(0, width).Select(i => SourceIndex(i, l.Width, width)).ToArray()).ToArray();
+        fixed (float* destination = stacked)
+        {
+            nint dp = (nint)destination;
+            Parallel.For(0, items.Count, new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount },
+                () => new float[ChannelBlock * layers.Max(l => l.Height * l.Width)],
+                (index, _, pooled) =>
+                {
+                    var (image, l, c0) = items[index];
+                    var shape = layers[l];
+                    int h = shape.Height, w = shape.Width, plane = h * w;
+                    int block = Math.Min(ChannelBlock, shape.Channels - c0);
+                    for (int c = 0; c < block; c++)
+                        AveragePool3x3(layerMaps[l].AsSpan((image * shape.Channels + c0 + c) * plane, plane), h, w, pooled.AsSpan(c * plane, plane));
+                    // The block's channels are written together: consecutive values of each patch's row.
+                    float* x = (float*)dp + (long)image * grid * inChannels + offsets[l] + c0;
+                    bool resize = h != height || w != width;
+                    for (int y = 0; y < height; y++)
+                    {
+                        var (y0, y1, ly) = rowSources[l][y];
+                        for (int xo = 0; xo < width; xo++)
+                        {
+                            float* row = x + (long)(y * width + xo) * inChannels;
+                            if (!resize)
+                            {
+                                for (int c = 0; c < block; c++)
+                                    row[c] = pooled[c * plane + y * w + xo];
+                                continue;
+                            }
+                            var (x0, x1, lx) = columnSources[l][xo];
+                            int i00 = y0 * w + x0, i01 = y0 * w + x1, i10 = y1 * w + x0, i11 = y1 * w + x1;
+                            for (int c = 0, o = 0; c < block; c++, o += plane)
+                            {
+                                float top = (1 - lx) * pooled[o + i00] + lx * pooled[o + i01];
+                                float bottom = (1 - lx) * pooled[o + i10] + lx * pooled[o + i11];
+                                row[c] = (1 - ly) * top + ly * bottom;
+                            }
+                        }
+                    }
+                    return pooled;
+                },
+                _ => { });
+            for (int image = 0; image < batch; image++)
+            {
+                float* x = destination + (long)image * grid * inChannels;
+                for (int y = 0; y < height; y++)
+                {
+                    for (int xo = 0; xo < width; xo++)
+                    {
+                        float* row = x + (long)(y * width + xo) * inChannels;
+                        row[inChannels - 2] = (float)y / (height - 1) * 2 - 1;
+                        row[inChannels - 1] = (float)xo / (width - 1) * 2 - 1;
+                    }
+                }
+            }
+        }
+    }
+
+    private static void AveragePool3x3(ReadOnlySpan<float> map, int h, int w, Span<float> pooled)
+    {
+        for (int y = 0; y < h; y++)
+        {
+            for (int x = 0; x < w; x++)
+            {
+                float sum = 0;
+                for (int dy = Math.Max(0, y - 1); dy <= Math.Min(h - 1, y + 1); dy++)
+                    for (int dx = Math.Max(0, x - 1); dx <= Math.Min(w - 1, x + 1); dx++)
+                        sum += map[dy * w + dx];
+                pooled[y * w + x] = sum / 9f;
+            }
+        }
+    }
+
+    /// <summary>PyTorch's bilinear source pixels and weight of the second for output index <paramref name="i"/> (corners not aligned).</summary>
+    private static (int First, int Second, float Weight) SourceIndex(int i, int inSize, int outSize)
+    {
+        float source = Math.Max(0f, ((float)inSize / outSize) * (i + 0.5f) - 0.5f);
+        int first = (int)source;
+        int second = first < inSize - 1 ? first + 1 : first;
+        return (first, second, source - first);
     }
 
     /// <summary>CoordConv's coordinate channels [1, 2, H, W]: channel 0 is 2·row/(H−1) − 1, channel 1 is 2·column/(W−1) − 1.</summary>

@@ -1,3 +1,4 @@
+using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
 using TorchSharp;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
@@ -99,6 +100,35 @@ internal static class MemoryBank
         gradient.sub_(weighted!.permute(0, 3, 1, 2));
         weighted.Dispose();
         return gradient.mul_(2);
+    }
+
+    /// <summary>
+    /// The same gradient on patch-major arrays: row p of <paramref name="gradient"/> is
+    /// 2 (Σ_j g_pj) f_p − 2 Σ_j g_pj c_(e_pj), over the k selected entries e_pj of patch p.
+    /// </summary>
+    /// <param name="features">Patch features, patch-major [P, C].</param>
+    /// <param name="distanceGradient">∂L/∂d of each patch's k distances [P, k].</param>
+    /// <param name="entries">The entries of those distances [P, k].</param>
+    /// <param name="bank">The bank, patch-major [M, C].</param>
+    /// <param name="channels">C.</param>
+    /// <param name="k">Distances per patch.</param>
+    /// <param name="gradient">Receives ∂L/∂f [P, C].</param>
+    public static void FeatureGradient(ReadOnlySpan<float> features, ReadOnlySpan<float> distanceGradient, ReadOnlySpan<int> entries,
+        ReadOnlySpan<float> bank, int channels, int k, Span<float> gradient)
+    {
+        int patches = distanceGradient.Length / k;
+        for (int p = 0; p < patches; p++)
+        {
+            ReadOnlySpan<float> g = distanceGradient.Slice(p * k, k);
+            Span<float> row = gradient.Slice(p * channels, channels);
+            TensorPrimitives.Multiply(features.Slice(p * channels, channels), 2 * TensorPrimitives.Sum(g), row);
+            for (int j = 0; j < k; j++)
+            {
+                // Inactive hinge terms have no gradient; skip their bank rows.
+                if (g[j] != 0)
+                    TensorPrimitives.MultiplyAdd(bank.Slice(entries[p * k + j] * channels, channels), -2 * g[j], row, row);
+            }
+        }
     }
 
     /// <summary>‖c‖² of each bank entry [M, C], shaped [1, M, 1, 1].</summary>

@@ -1,3 +1,5 @@
+using Anomaly.Vision.Training;
+
 namespace Microsoft.ML.Anomaly.Vision.Cfa;
 
 /// <summary>

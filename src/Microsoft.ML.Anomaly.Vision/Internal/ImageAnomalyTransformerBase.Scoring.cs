@@ -135,15 +135,19 @@ public abstract partial class ImageAnomalyTransformerBase
             if (_lookahead.Position != position - 1)
                 throw OutOfStep(position);
 
+            // Paths are read in row order; their files are decoded in parallel.
             int count = 0;
+            var loads = new List<Action>();
             while (count < _capacity && _lookahead.MoveNext())
             {
                 Parent.Host.CheckAlive();
-                _reader!.Read(Images.AsSpan(count * ImageSize, ImageSize), Parent.InputHeight, Parent.InputWidth);
+                if (_reader!.ReadDeferred(Images, count * ImageSize, Parent.InputHeight, Parent.InputWidth) is Action load)
+                    loads.Add(load);
                 count++;
             }
             if (count == 0)
                 throw OutOfStep(position);
+            ImageColumnReader.RunInParallel(loads);
             Score(count);
             _start = position;
             _count = count;

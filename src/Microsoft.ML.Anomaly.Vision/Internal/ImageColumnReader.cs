@@ -48,10 +48,62 @@ internal sealed class ImageColumnReader
             return;
         }
 
+        ReadPath(height, width)(destination);
+    }
+
+    /// <summary>
+    /// Like <see cref="Read"/>, but a file path is only read now: the file is decoded, resized and normalized into
+    /// <paramref name="destination"/> at <paramref name="offset"/> by the returned action, which may run on another
+    /// thread (an image column's image is converted now, and null is returned).
+    /// </summary>
+    /// <exception cref="InvalidDataException">The row has no image or an empty path; the action throws it for a missing or unreadable file.</exception>
+    public Action? ReadDeferred(float[] destination, int offset, int height, int width)
+    {
+        int length = 3 * height * width;
+        if (_imageGetter is not null)
+        {
+            Read(destination.AsSpan(offset, length), height, width);
+            return null;
+        }
+        var load = ReadPath(height, width);
+        return () => load(destination.AsSpan(offset, length));
+    }
+
+    /// <summary>Reads the current row's path; the returned loader decodes it into a destination of 3 × height × width floats.</summary>
+    private SpanLoader ReadPath(int height, int width)
+    {
         _pathGetter!(ref _path);
         string path = _path.ToString();
+        long position = _row.Position;
+        string columnName = _columnName;
         if (path.Length == 0)
-            throw new InvalidDataException($"Row {_row.Position} of column '{_columnName}' holds an empty image path.");
+            throw new InvalidDataException($"Row {position} of column '{columnName}' holds an empty image path.");
+        return destination => Load(path, position, columnName, height, width, destination);
+    }
+
+    private delegate void SpanLoader(Span<float> destination);
+
+    /// <summary>Runs the actions of <see cref="ReadDeferred"/> on the thread pool; a failure is rethrown as is, the first row's when several fail.</summary>
+    public static void RunInParallel(IReadOnlyList<Action> loads)
+    {
+        var errors = new Exception?[loads.Count];
+        Parallel.For(0, loads.Count, i =>
+        {
+            try
+            {
+                loads[i]();
+            }
+            catch (Exception ex)
+            {
+                errors[i] = ex;
+            }
+        });
+        if (errors.FirstOrDefault(e => e is not null) is Exception first)
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(first);
+    }
+
+    private static void Load(string path, long position, string columnName, int height, int width, Span<float> destination)
+    {
         MLImage image;
         try
         {
@@ -59,7 +111,7 @@ internal sealed class ImageColumnReader
         }
         catch (Exception ex) when (ex is FileNotFoundException or InvalidDataException)
         {
-            throw new InvalidDataException($"Row {_row.Position} of column '{_columnName}': {ex.Message}", ex);
+            throw new InvalidDataException($"Row {position} of column '{columnName}': {ex.Message}", ex);
         }
         using (image)
             ImageTensorConverter.ToNormalizedChw(image, height, width, destination);

@@ -43,14 +43,19 @@ internal static class TrainingImageReader
         float[] batch = new float[batchSize * imageSize];
         int count = 0;
         long total = 0;
+        // Paths are read in row order; their files are decoded in parallel, a batch at a time.
+        var loads = new List<Action>();
         while (cursor.MoveNext())
         {
             cancellationToken.ThrowIfCancellationRequested();
-            reader.Read(batch.AsSpan(count * imageSize, imageSize), height, width);
+            if (reader.ReadDeferred(batch, count * imageSize, height, width) is Action load)
+                loads.Add(load);
             count++;
             total++;
             if (count == batchSize)
             {
+                ImageColumnReader.RunInParallel(loads);
+                loads.Clear();
                 yield return (batch, count);
                 batch = new float[batchSize * imageSize];
                 count = 0;
@@ -59,6 +64,7 @@ internal static class TrainingImageReader
 
         if (total == 0)
             throw new ArgumentException($"The training data has no rows: at least one image in column '{column.Name}' is needed.", nameof(data));
+        ImageColumnReader.RunInParallel(loads);
         if (count > 0)
             yield return (batch.AsSpan(0, count * imageSize).ToArray(), count);
     }

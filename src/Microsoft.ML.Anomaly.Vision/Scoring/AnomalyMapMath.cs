@@ -10,7 +10,7 @@ internal static class AnomalyMapMath
     /// </summary>
     /// <param name="squaredDistances">
     /// <paramref name="patches"/> rows of <paramref name="k"/> squared distances (the nearest is the row minimum;
-    /// <see cref="MemoryBankScorer"/> writes them ascending). Negative values are treated as 0.
+    /// <see cref="global::Anomaly.Vision.Training.MemoryBankScorer"/> writes them ascending). Negative values are treated as 0.
     /// </param>
     /// <param name="patches">Number of patches.</param>
     /// <param name="k">Number of distances per patch (≥ 1).</param>

@@ -46,14 +46,58 @@ public sealed class CfaTrainerTests
     {
         var source = CfaTestData.Source(CfaTestData.Maps(6, seed: 7));
         var options = CfaTestData.Options(epochs: 3);
-        // 4 KiB: one image per chunk and 16 of the 64 bank entries per distance convolution.
-        var chunked = CfaTrainer.Train(source, options, null, default, chunkBytes: 4096);
-        var whole = CfaTrainer.Train(source, options, null, default, chunkBytes: 1L << 40);
-        AssertClose(whole.MemoryBank.ToArray(), chunked.MemoryBank.ToArray(), "bank");
-        AssertClose(whole.DescriptorWeight.ToArray(), chunked.DescriptorWeight.ToArray(), "weight");
-        AssertClose(whole.DescriptorBias.ToArray(), chunked.DescriptorBias.ToArray(), "bias");
-        var untrained = CfaTrainer.Train(source, CfaTestData.Options(epochs: 0), null, default, chunkBytes: 4096);
+        // LibTorch's search, 4 KiB: one image per chunk and 16 of the 64 bank entries per distance convolution.
+        var chunked = CfaTrainer.Train(source, options, null, default, chunkBytes: 4096, fusedNearest: false);
+        var whole = CfaTrainer.Train(source, options, null, default, chunkBytes: 1L << 40, fusedNearest: false);
+        AssertClose(whole, chunked);
+        var untrained = CfaTrainer.Train(source, CfaTestData.Options(epochs: 0), null, default, chunkBytes: 4096, fusedNearest: false);
         Assert.IsGreaterThan(1e-3f, whole.DescriptorWeight.ToArray().Zip(untrained.DescriptorWeight.ToArray(), (a, b) => Math.Abs(a - b)).Max());
+    }
+
+    [TestMethod]
+    public void FusedKernelTrainsTheSameModelAsLibTorchWithTheSameLossesAndScores()
+    {
+        // Larger than the tiny layers so that the kernel's 512-bit panels (64 entries) and blocks (192 patches) are
+        // exceeded: 16×16 grid = 256 patches and bank entries, 24 + 2 input channels.
+        LayerShape[] layers = { new(16, 16, 16), new(8, 8, 8) };
+        var source = CfaTestData.Source(CfaTestData.Maps(5, seed: 9, layers), layers);
+        var options = CfaTestData.Options(epochs: 4);
+        var fusedLosses = new CfaTestData.Recorder();
+        var libTorchLosses = new CfaTestData.Recorder();
+        var fused = CfaTrainer.Train(source, options, fusedLosses, default, chunkBytes: null, fusedNearest: true);
+        var libTorch = CfaTrainer.Train(source, options, libTorchLosses, default, chunkBytes: null, fusedNearest: false);
+
+        double[] Losses(CfaTestData.Recorder r) => r.Reports.Where(p => p.Stage == "training").Select(p => p.Loss).ToArray();
+        var expected = Losses(libTorchLosses);
+        var actual = Losses(fusedLosses);
+        Assert.HasCount(4, actual);
+        Assert.IsLessThan(expected[0], expected[^1], "the model learns");
+        for (int e = 0; e < expected.Length; e++)
+            Assert.AreEqual(expected[e], actual[e], 1e-4 * Math.Max(1, Math.Abs(expected[e])), $"epoch {e + 1} loss");
+        AssertClose(libTorch, fused);
+
+        // Scores: the nearest distances of a held-out image's features under both models.
+        var image = CfaTestData.Maps(1, seed: 99, layers)[0];
+        int patches = 256, d = fused.DescriptorChannels;
+        float[] Scores(CfaModel model)
+        {
+            var features = new float[patches * d];
+            model.Describe(image, 1, features);
+            var distances = new float[patches * 3];
+            new MemoryBankScorer(model.MemoryBank.ToArray(), model.BankSize, d).NearestSquaredDistances(features, patches, 3, distances);
+            return distances;
+        }
+        var expectedScores = Scores(libTorch);
+        var actualScores = Scores(fused);
+        for (int i = 0; i < expectedScores.Length; i++)
+            Assert.AreEqual(expectedScores[i], actualScores[i], 1e-4f * Math.Max(1f, expectedScores[i]), $"distance {i}");
+    }
+
+    private static void AssertClose(CfaModel expected, CfaModel actual)
+    {
+        AssertClose(expected.MemoryBank.ToArray(), actual.MemoryBank.ToArray(), "bank");
+        AssertClose(expected.DescriptorWeight.ToArray(), actual.DescriptorWeight.ToArray(), "weight");
+        AssertClose(expected.DescriptorBias.ToArray(), actual.DescriptorBias.ToArray(), "bias");
 
         static void AssertClose(float[] expected, float[] actual, string what)
         {

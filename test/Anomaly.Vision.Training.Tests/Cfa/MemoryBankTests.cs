@@ -93,4 +93,58 @@ public sealed class MemoryBankTests
         for (int i = 0; i < g1.Length; i++)
             Assert.AreEqual(g1[i], g2[i], 1e-3f * Math.Max(1f, Math.Abs(g1[i])), $"gradient {i}");
     }
+
+    [TestMethod]
+    [DataRow(true, DisplayName = "Vector512 kernel")]
+    [DataRow(false, DisplayName = "Vector256 kernel")]
+    public void FusedKernelEntriesAndPatchMajorGradientEqualAutogradThroughTheDenseDistances(bool useVector512)
+    {
+        TorchRuntime.EnsureAvailable();
+        using var scope = NewDisposeScope();
+        var random = new Random(13);
+        float[] Rand(int n, float scale) => Enumerable.Range(0, n).Select(_ => (float)(random.NextDouble() * 2 - 1) * scale).ToArray();
+        // 2 images, 5 channels on a 3×4 grid; bank of 70 entries (more than one 64-entry panel); k = 2 + 3.
+        const int entries = 70, channels = 5, k = 5;
+        float[] bankValues = Rand(entries * channels, 1f);
+        var bank = CfaTensors.FromArray(bankValues, new long[] { entries, channels });
+        var input = CfaTensors.FromArray(Rand(2 * channels * 12, 1f), new long[] { 2, channels, 3, 4 });
+        float radius = 0.9f;
+
+        var w1 = CfaTensors.FromArray(Rand(25, 0.5f), new long[] { 5, 5, 1, 1 }).requires_grad_(true);
+        var dense = MemoryBank.SquaredDistances(F.conv2d(input, w1), bank.reshape(entries, channels, 1, 1), MemoryBank.SquaredNorms(bank));
+        var denseLoss = CfaLoss.Compute(dense, 1, 2, 3, radius);
+        denseLoss.backward();
+        var (denseNearest, denseEntries) = dense.topk(k, 1, largest: false);
+
+        var w2 = w1.detach().clone().requires_grad_(true);
+        var features = F.conv2d(input, w2);
+        var patchMajor = CfaTensors.ToArray(features.permute(0, 2, 3, 1));
+        var distances = new float[24 * k];
+        var found = new int[24 * k];
+        new MemoryBankScorer(bankValues, entries, channels, useVector512, depthBlock: 3).Nearest(patchMajor, 24, k, distances, found);
+        // Same entries and distances as top-k of the dense matrix (patch-major here, entry-major there).
+        var expectedDistances = CfaTensors.ToArray(denseNearest.permute(0, 2, 3, 1));
+        var expectedEntries = denseEntries.permute(0, 2, 3, 1).contiguous().data<long>().ToArray();
+        for (int i = 0; i < distances.Length; i++)
+        {
+            Assert.AreEqual(expectedDistances[i], distances[i], 1e-5f, $"distance {i}");
+            Assert.AreEqual(expectedEntries[i], (long)found[i], $"entry {i}");
+        }
+
+        var nearest = CfaTensors.FromArray(distances, new long[] { 2, 3, 4, k }).permute(0, 3, 1, 2).contiguous().requires_grad_(true);
+        var loss = CfaLoss.FromNearest(nearest, 1, 2, 3, radius);
+        loss.backward();
+        var distanceGradient = CfaTensors.ToArray(nearest.grad!.permute(0, 2, 3, 1));
+        var featureGradient = new float[patchMajor.Length];
+        MemoryBank.FeatureGradient(patchMajor, distanceGradient, found, bankValues, channels, k, featureGradient);
+        features.backward(new[] { CfaTensors.FromArray(featureGradient, new long[] { 2, 3, 4, channels }).permute(0, 3, 1, 2) });
+
+        Assert.AreEqual(denseLoss.item<float>(), loss.item<float>(), 1e-3f);
+        Assert.IsGreaterThan(0f, denseLoss.item<float>());
+        var g1 = CfaTensors.ToArray(w1.grad!);
+        var g2 = CfaTensors.ToArray(w2.grad!);
+        Assert.IsGreaterThan(0f, g1.Max(Math.Abs));
+        for (int i = 0; i < g1.Length; i++)
+            Assert.AreEqual(g1[i], g2[i], 1e-3f * Math.Max(1f, Math.Abs(g1[i])), $"gradient {i}");
+    }
 }

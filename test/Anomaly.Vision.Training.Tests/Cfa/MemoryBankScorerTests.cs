@@ -1,6 +1,6 @@
-using Microsoft.ML.Anomaly.Vision;
+using Anomaly.Vision.Training;
 
-namespace Microsoft.ML.Anomaly.Vision.Tests.Scoring;
+namespace Anomaly.Vision.Training.Tests.Cfa;
 
 [TestClass]
 public sealed class MemoryBankScorerTests

@@ -2,10 +2,11 @@ using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 
-namespace Microsoft.ML.Anomaly.Vision;
+namespace Anomaly.Vision.Training;
 
 /// <summary>
-/// Finds, for every patch feature, the k smallest squared euclidean distances to a fixed memory bank.
+/// Finds, for every patch feature, the k smallest squared euclidean distances to a fixed memory bank and the
+/// entries they belong to: CFA's scoring and, with the entries, its training step.
 /// </summary>
 /// <remarks>
 /// <para>
@@ -22,12 +23,17 @@ namespace Microsoft.ML.Anomaly.Vision;
 /// <c>W</c>/8 bank entries; the squared norms are precomputed. Padding entries get an infinite norm and
 /// are never selected.
 /// </para>
-/// <para>Instances are immutable after construction and <see cref="NearestSquaredDistances"/> is thread-safe.</para>
+/// <para>
+/// Everything is fp32, with one rounding order for every bank entry, so the k kept are the k smallest of the
+/// fp32 distances (ties: the lower entry wins, as the scan visits entries in ascending order and only a strictly
+/// smaller value displaces a kept one).
+/// </para>
+/// <para>Instances are immutable after construction and <see cref="Nearest"/> is thread-safe.</para>
 /// </remarks>
 internal sealed class MemoryBankScorer
 {
     /// <summary>Patch rows per micro-kernel tile.</summary>
-    private const int Rows = 6;
+    internal const int Rows = 6;
 
     /// <summary>
     /// Most micro-kernel tiles (of <see cref="Rows"/> patches) per parallel work item: every bank panel fetched
@@ -145,7 +151,20 @@ internal sealed class MemoryBankScorer
     /// <param name="patches">Number of patches.</param>
     /// <param name="k">Number of nearest distances per patch, 1 ≤ k ≤ <see cref="BankSize"/>.</param>
     /// <param name="distances">Receives <paramref name="patches"/> rows of <paramref name="k"/> distances, ascending.</param>
-    public unsafe void NearestSquaredDistances(ReadOnlySpan<float> features, int patches, int k, Span<float> distances)
+    public void NearestSquaredDistances(ReadOnlySpan<float> features, int patches, int k, Span<float> distances) =>
+        Nearest(features, patches, k, distances, Span<int>.Empty);
+
+    /// <summary>
+    /// Computes the <paramref name="k"/> smallest squared euclidean distances from every patch to the bank, ascending,
+    /// and, when <paramref name="entries"/> is not empty, the bank entry of each. Tiny negative values caused by
+    /// rounding are clamped to 0.
+    /// </summary>
+    /// <param name="features">Patch features, patch-major: <paramref name="patches"/> rows of <see cref="Channels"/> values.</param>
+    /// <param name="patches">Number of patches.</param>
+    /// <param name="k">Number of nearest distances per patch, 1 ≤ k ≤ <see cref="BankSize"/>.</param>
+    /// <param name="distances">Receives <paramref name="patches"/> rows of <paramref name="k"/> distances, ascending.</param>
+    /// <param name="entries">Empty, or receives <paramref name="patches"/> rows of <paramref name="k"/> bank entry indices, matching <paramref name="distances"/>.</param>
+    public unsafe void Nearest(ReadOnlySpan<float> features, int patches, int k, Span<float> distances, Span<int> entries)
     {
         if (patches < 0)
             throw new ArgumentOutOfRangeException(nameof(patches), patches, "The number of patches must not be negative.");
@@ -157,6 +176,9 @@ internal sealed class MemoryBankScorer
         if (distances.Length < (long)patches * k)
             throw new ArgumentException(
                 $"The destination holds {distances.Length} values, fewer than patches × k = {patches} × {k}.", nameof(distances));
+        if (!entries.IsEmpty && entries.Length < (long)patches * k)
+            throw new ArgumentException(
+                $"The entry destination holds {entries.Length} values, fewer than patches × k = {patches} × {k}.", nameof(entries));
         if (patches == 0)
             return;
 
@@ -167,12 +189,13 @@ internal sealed class MemoryBankScorer
         blocks = Math.Min(blocks, totalGroups);
         fixed (float* featuresPtr = features)
         fixed (float* distancesPtr = distances)
+        fixed (int* entriesPtr = entries)
         {
-            nint f = (nint)featuresPtr, d = (nint)distancesPtr;
+            nint f = (nint)featuresPtr, d = (nint)distancesPtr, e = (nint)entriesPtr;
             if (blocks == 1)
             {
                 var scratch = new Scratch(Channels, _width, k);
-                ProcessBlock((float*)f, 0, patches, k, (float*)d, scratch);
+                ProcessBlock((float*)f, 0, patches, k, (float*)d, (int*)e, scratch);
             }
             else
             {
@@ -185,7 +208,7 @@ internal sealed class MemoryBankScorer
                     {
                         int first = (int)((long)totalGroups * block / blocks) * Rows;
                         int end = Math.Min(patches, (int)((long)totalGroups * (block + 1) / blocks) * Rows);
-                        ProcessBlock((float*)f, first, end - first, k, (float*)d, scratch);
+                        ProcessBlock((float*)f, first, end - first, k, (float*)d, (int*)e, scratch);
                         return scratch;
                     },
                     _ => { });
@@ -198,6 +221,7 @@ internal sealed class MemoryBankScorer
     {
         public readonly float[] PackedFeatures;
         public readonly float[] Best;
+        public readonly int[] BestEntries;
         public readonly float[] FeatureNorms;
         public readonly float[] Tile;
 
@@ -205,19 +229,21 @@ internal sealed class MemoryBankScorer
         {
             PackedFeatures = GC.AllocateUninitializedArray<float>(GroupsPerBlock * channels * Rows, pinned: true);
             Best = new float[BlockPatches * k];
+            BestEntries = new int[BlockPatches * k];
             FeatureNorms = new float[BlockPatches];
             Tile = GC.AllocateUninitializedArray<float>(GroupsPerBlock * Rows * width + 16, pinned: true);
         }
     }
 
-    /// <summary>Scores patches [<paramref name="first"/>, <paramref name="first"/> + <paramref name="count"/>), count ≤ <see cref="BlockPatches"/>.</summary>
-    private unsafe void ProcessBlock(float* features, int first, int count, int k, float* distances, Scratch scratch)
+    /// <summary>Scores patches [<paramref name="first"/>, <paramref name="first"/> + <paramref name="count"/>), count ≤ <see cref="BlockPatches"/>; <paramref name="entries"/> may be null.</summary>
+    private unsafe void ProcessBlock(float* features, int first, int count, int k, float* distances, int* entries, Scratch scratch)
     {
         int channels = Channels;
         int groups = (count + Rows - 1) / Rows;
 
         fixed (float* packedFeatures = scratch.PackedFeatures)
         fixed (float* best = scratch.Best)
+        fixed (int* bestEntries = scratch.BestEntries)
         fixed (float* featureNorms = scratch.FeatureNorms)
         fixed (float* tileBase = scratch.Tile)
         fixed (float* packedBank = _packed)
@@ -264,9 +290,9 @@ internal sealed class MemoryBankScorer
                         {
                             int rows = Math.Min(Rows, count - g * Rows);
                             if (UsesVector512)
-                                Select512(tile, rows, best + g * Rows * k, k);
+                                Select512(tile, rows, best + g * Rows * k, bestEntries + g * Rows * k, k, panel * _width);
                             else
-                                Select256(tile, rows, best + g * Rows * k, k);
+                                Select256(tile, rows, best + g * Rows * k, bestEntries + g * Rows * k, k, panel * _width);
                         }
                     }
                 }
@@ -280,6 +306,8 @@ internal sealed class MemoryBankScorer
                 float* dst = distances + (long)(first + p) * k;
                 for (int j = 0; j < k; j++)
                     dst[j] = MathF.Max(0f, src[j] + fn);
+                if (entries != null)
+                    new ReadOnlySpan<int>(bestEntries + p * k, k).CopyTo(new Span<int>(entries + (long)(first + p) * k, k));
             }
         }
     }
@@ -319,7 +347,7 @@ internal sealed class MemoryBankScorer
     /// then writes |b|² − 2·f·b into <paramref name="tile"/> ([6][64]).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static unsafe void Kernel512(float* a, float* b, int channels, float* bankNorms, float* tile, bool first, bool last)
+    internal static unsafe void Kernel512(float* a, float* b, int channels, float* bankNorms, float* tile, bool first, bool last)
     {
         Vector512<float> c00, c01, c02, c03, c10, c11, c12, c13, c20, c21, c22, c23;
         Vector512<float> c30, c31, c32, c33, c40, c41, c42, c43, c50, c51, c52, c53;
@@ -432,7 +460,7 @@ internal sealed class MemoryBankScorer
     /// <paramref name="tile"/> ([6][16]).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static unsafe void Kernel256(float* a, float* b, int channels, float* bankNorms, float* tile, bool first, bool last)
+    internal static unsafe void Kernel256(float* a, float* b, int channels, float* bankNorms, float* tile, bool first, bool last)
     {
         Vector256<float> c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
         if (first)
@@ -505,40 +533,44 @@ internal sealed class MemoryBankScorer
     }
 
     /// <summary>Merges the rows of a [6][64] tile into the patches' sorted k-smallest buffers.</summary>
-    private static unsafe void Select512(float* tile, int rows, float* best, int k)
+    private static unsafe void Select512(float* tile, int rows, float* best, int* bestEntries, int k, int firstEntry)
     {
-        for (int r = 0; r < rows; r++, tile += 64, best += k)
+        for (int r = 0; r < rows; r++, tile += 64, best += k, bestEntries += k)
         {
             Vector512<float> threshold = Vector512.Create(best[k - 1]);
             for (int j = 0; j < 64; j += 16)
             {
                 ulong mask = Vector512.LessThan(Vector512.LoadAligned(tile + j), threshold).ExtractMostSignificantBits();
                 if (mask != 0)
-                    InsertLanes(tile + j, mask, best, k);
+                    InsertLanes(tile + j, mask, best, bestEntries, k, firstEntry + j);
             }
         }
     }
 
     /// <summary>Merges the rows of a [6][16] tile into the patches' sorted k-smallest buffers.</summary>
-    private static unsafe void Select256(float* tile, int rows, float* best, int k)
+    private static unsafe void Select256(float* tile, int rows, float* best, int* bestEntries, int k, int firstEntry)
     {
-        for (int r = 0; r < rows; r++, tile += 16, best += k)
+        for (int r = 0; r < rows; r++, tile += 16, best += k, bestEntries += k)
         {
             Vector256<float> threshold = Vector256.Create(best[k - 1]);
             uint mask = Vector256.LessThan(Vector256.LoadAligned(tile), threshold).ExtractMostSignificantBits()
                 | (Vector256.LessThan(Vector256.LoadAligned(tile + 8), threshold).ExtractMostSignificantBits() << 8);
             if (mask != 0)
-                InsertLanes(tile, mask, best, k);
+                InsertLanes(tile, mask, best, bestEntries, k, firstEntry);
         }
     }
 
-    /// <summary>Inserts the lanes of <paramref name="values"/> flagged in <paramref name="mask"/> into the ascending buffer, keeping its k smallest.</summary>
+    /// <summary>
+    /// Inserts the lanes of <paramref name="values"/> flagged in <paramref name="mask"/> into the ascending buffer, keeping
+    /// its k smallest and their entries (lane i is entry <paramref name="firstEntry"/> + i).
+    /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static unsafe void InsertLanes(float* values, ulong mask, float* best, int k)
+    private static unsafe void InsertLanes(float* values, ulong mask, float* best, int* bestEntries, int k, int firstEntry)
     {
         do
         {
-            float v = values[System.Numerics.BitOperations.TrailingZeroCount(mask)];
+            int lane = System.Numerics.BitOperations.TrailingZeroCount(mask);
+            float v = values[lane];
             mask &= mask - 1;
             if (v < best[k - 1])
             {
@@ -546,9 +578,11 @@ internal sealed class MemoryBankScorer
                 while (i > 0 && best[i - 1] > v)
                 {
                     best[i] = best[i - 1];
+                    bestEntries[i] = bestEntries[i - 1];
                     i--;
                 }
                 best[i] = v;
+                bestEntries[i] = firstEntry + lane;
             }
         }
         while (mask != 0);

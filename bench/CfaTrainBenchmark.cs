@@ -1,0 +1,307 @@
+using System.Diagnostics;
+using Anomaly.Vision.Training;
+using Microsoft.ML;
+using Microsoft.ML.Anomaly.Vision;
+using Microsoft.ML.Data;
+using static TorchSharp.torch;
+
+/// <summary>
+/// CFA against this machine's floor, all measured in one run:
+/// <list type="number">
+/// <item>the GEMM rate R: the faster of LibTorch's and <see cref="PackedGemm"/>'s fp32 product of the distance's shape
+/// (patches × channels times channels × bank);</item>
+/// <item>a training epoch on random features of ResNet-18's layer1–3 shapes, against the floor
+/// images × (2·P·M·C distances + 3 × 2·P·(C_in + 2)·C descriptor forward, weight gradient and its share) / R;</item>
+/// <item>scoring end to end (PNG files through <c>Transform</c>) and the same stages one by one: decode, resize and
+/// normalise, backbone, descriptor, distances, map (softmin and upsampling), blur.</item>
+/// </list>
+/// Options: <c>--size 256 --train-images 8 --epochs 3 --score-images 16 --png-size 900 --images &lt;folder of PNGs&gt;</c>.
+/// Times are taken in wall-clock and in process CPU time; on a machine shared with other work the CPU time is the
+/// steadier, and <c>cfa_epoch_vs_floor</c> is the CPU-time ratio (both are printed).
+/// Last lines: <c>gemm_gflop_per_second=</c> (wall), <c>gemm_gflop_per_cpu_second=</c>, <c>cfa_epoch_vs_floor=</c>,
+/// <c>cfa_scoring_images_per_second=</c>.
+/// </summary>
+internal static class CfaTrainBenchmark
+{
+    private static readonly string[] CfaLayers = ["layer1", "layer2", "layer3"];
+
+    public static int Run(string[] args)
+    {
+        int size = 256, trainImages = 8, epochs = 3, scoreImages = 16, pngSize = 900;
+        string? imageFolder = null;
+        for (int i = 0; i + 1 < args.Length; i += 2)
+        {
+            switch (args[i])
+            {
+                case "--size": size = int.Parse(args[i + 1]); break;
+                case "--train-images": trainImages = int.Parse(args[i + 1]); break;
+                case "--epochs": epochs = int.Parse(args[i + 1]); break;
+                case "--score-images": scoreImages = int.Parse(args[i + 1]); break;
+                case "--png-size": pngSize = int.Parse(args[i + 1]); break;
+                case "--images": imageFolder = args[i + 1]; break;
+                default:
+                    Console.Error.WriteLine($"unknown option {args[i]}");
+                    return 1;
+            }
+        }
+        if (epochs < 2)
+        {
+            Console.Error.WriteLine("--epochs must be at least 2 (the first epoch also warms up).");
+            return 1;
+        }
+
+        TorchRuntime.EnsureAvailable();
+        LayerShape[] layers = [new(64, size / 4, size / 4), new(128, size / 8, size / 8), new(256, size / 16, size / 16)];
+        int patches = layers[0].Height * layers[0].Width, channels = layers.Sum(l => l.Channels);
+        Console.WriteLine($"CFA at {size}×{size}: {patches} patches, bank {patches}, {channels} channels; {Environment.ProcessorCount} cores, " +
+                          $"TorchSharp threads {get_num_threads()}, Vector512 accelerated: {System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated}");
+
+        // The GEMM is measured before and after the epochs and the faster taken, in wall-clock and in process CPU time:
+        // on a shared machine the CPU time (what this process's threads spent) is the steadier of the two.
+        var before = GemmRate(patches, channels, patches);
+        var epoch = EpochTime(layers, trainImages, epochs);
+        var after = GemmRate(patches, channels, patches);
+        var gemm = new Times(Math.Max(before.Wall, after.Wall), Math.Max(before.Cpu, after.Cpu));
+        double perImageFlop = 2.0 * patches * patches * channels + 3 * 2.0 * patches * (channels + 2) * channels;
+        var floor = new Times(trainImages * perImageFlop / (gemm.Wall * 1e9), trainImages * perImageFlop / (gemm.Cpu * 1e9));
+        Console.WriteLine($"epoch of {trainImages} images: {epoch.Wall:F2} s wall, {epoch.Cpu:F2} s CPU; floor {trainImages} × {perImageFlop / 1e9:F2} GFLOP at " +
+                          $"{gemm.Wall:F1} GFLOP/s wall = {floor.Wall:F2} s, at {gemm.Cpu:F1} GFLOP per CPU-second = {floor.Cpu:F2} s CPU");
+        Console.WriteLine($"epoch vs floor: wall-clock {epoch.Wall / floor.Wall:F3}, CPU time {epoch.Cpu / floor.Cpu:F3}");
+
+        double imagesPerSecond = Scoring(size, scoreImages, pngSize, imageFolder);
+
+        Console.WriteLine($"gemm_gflop_per_second={gemm.Wall:F1}");
+        Console.WriteLine($"gemm_gflop_per_cpu_second={gemm.Cpu:F1}");
+        Console.WriteLine($"cfa_epoch_vs_floor={epoch.Cpu / floor.Cpu:F3}");
+        Console.WriteLine($"cfa_scoring_images_per_second={imagesPerSecond:F2}");
+        return 0;
+    }
+
+    /// <summary>
+    /// The faster of two fp32 [m, k] × [k, n] products, in GFLOP/s (median of 7 runs each after a warm-up, interleaved):
+    /// LibTorch's <c>mm</c> and <see cref="PackedGemm"/>. The faster one makes the stricter floor.
+    /// </summary>
+    private static Times GemmRate(int m, int k, int n)
+    {
+        using var scope = NewDisposeScope();
+        var a = rand(m, k);
+        var b = rand(k, n);
+        var aValues = a.data<float>().ToArray();
+        var bValues = b.data<float>().ToArray();
+        var c = new float[m * n];
+        var libTorch = new List<Times>();
+        var packed = new List<Times>();
+        for (int r = 0; r < 9; r++)
+        {
+            var start = Times.Now();
+            mm(a, b).Dispose();
+            var middle = Times.Now();
+            PackedGemm.Multiply(m, n, k, aValues, k, 1, bValues, n, 1, c, accumulate: false);
+            var end = Times.Now();
+            if (r >= 2)
+            {
+                libTorch.Add(middle - start);
+                packed.Add(end - middle);
+            }
+        }
+        double flop = 2.0 * m * n * k;
+        Times Rate(List<Times> times) => new(flop / times.Select(t => t.Wall).Order().ElementAt(times.Count / 2) / 1e9,
+                                             flop / times.Select(t => t.Cpu).Order().ElementAt(times.Count / 2) / 1e9);
+        var (torchRate, packedRate) = (Rate(libTorch), Rate(packed));
+        Console.WriteLine($"GEMM fp32 {m}×{k} · {k}×{n} (medians): LibTorch mm {torchRate.Wall:F1} GFLOP/s wall, {torchRate.Cpu:F1} per CPU-second; " +
+                          $"PackedGemm (C#) {packedRate.Wall:F1} GFLOP/s wall, {packedRate.Cpu:F1} per CPU-second");
+        return new Times(Math.Max(torchRate.Wall, packedRate.Wall), Math.Max(torchRate.Cpu, packedRate.Cpu));
+    }
+
+    /// <summary>Wall-clock and process CPU seconds (or rates).</summary>
+    private readonly record struct Times(double Wall, double Cpu)
+    {
+        private static readonly Stopwatch Clock = Stopwatch.StartNew();
+
+        public static Times Now()
+        {
+            using var process = Process.GetCurrentProcess();
+            return new Times(Clock.Elapsed.TotalSeconds, process.TotalProcessorTime.TotalSeconds);
+        }
+
+        public static Times operator -(Times a, Times b) => new(a.Wall - b.Wall, a.Cpu - b.Cpu);
+    }
+
+    /// <summary>Median epoch time of CFA training on random features (the first epoch, which also warms up, excluded).</summary>
+    private static Times EpochTime(LayerShape[] layers, int images, int epochs)
+    {
+        var source = new InMemoryFeatureSource(layers);
+        var random = new Random(0);
+        for (int i = 0; i < images; i++)
+            source.Add(layers.Select(s => Enumerable.Range(0, s.Size).Select(_ => (float)random.NextDouble()).ToArray()).ToArray());
+        var options = new CfaTrainingOptions { Epochs = epochs, Device = ComputeDevice.Cpu };
+        var marks = new List<Times>();
+        var progress = new SyncProgress(p =>
+        {
+            if (p.Stage == "training" || p.Step == p.Steps)
+                marks.Add(Times.Now());
+        });
+        CfaTrainer.Train(source, options, progress);
+        // marks: bank done (also reported per batch; the last one counts), then one per epoch.
+        var epochTimes = marks.Skip(marks.Count - epochs - 1).Zip(marks.Skip(marks.Count - epochs), (a, b) => b - a).ToArray();
+        Console.WriteLine($"training epochs (batch {options.BatchSize}), wall/CPU s: {string.Join(", ", epochTimes.Select(t => $"{t.Wall:F2}/{t.Cpu:F2}"))}");
+        var timed = epochTimes.Skip(1).ToArray();
+        return new Times(timed.Select(t => t.Wall).Order().ElementAt((timed.Length - 1) / 2), timed.Select(t => t.Cpu).Order().ElementAt((timed.Length - 1) / 2));
+    }
+
+    /// <summary>Images per second end to end, and the stages timed one by one on the same images.</summary>
+    private static double Scoring(int size, int count, int pngSize, string? imageFolder)
+    {
+        string folder = Path.Combine(Path.GetTempPath(), $"cfa-bench-{Environment.ProcessId}");
+        Directory.CreateDirectory(folder);
+        try
+        {
+            string[] paths = imageFolder is null
+                ? WritePngs(folder, count, pngSize)
+                : Directory.GetFiles(imageFolder, "*.png").Order().Take(count).ToArray();
+            byte[] backboneBytes = ResNetBackbones.CreateUntrainedResNet18(seed: 0);
+            string backbonePath = Path.Combine(folder, "resnet18.onnx");
+            File.WriteAllBytes(backbonePath, backboneBytes);
+
+            var ml = new MLContext(seed: 0);
+            var data = ml.Data.LoadFromEnumerable(paths.Select(p => new ImagePathRow { ImagePath = p }));
+            var fitData = ml.Data.LoadFromEnumerable(paths.Take(2).Select(p => new ImagePathRow { ImagePath = p }));
+            // Scoring speed does not depend on what the descriptor learned: no epochs.
+            var options = new CfaOptions { BackbonePath = backbonePath, InputColumnName = nameof(ImagePathRow.ImagePath), ImageHeight = size, ImageWidth = size, Epochs = 0 };
+            using var model = ml.Transforms.DetectCfaAnomalies(options).Fit(fitData);
+            int batch = model.ScoringBatchSize;
+
+            double ScoreAll() => ml.Data.CreateEnumerable<ScoreRow>(model.Transform(data), reuseRowObject: true).Sum(r => r.Score);
+            ScoreAll();
+            var clock = Stopwatch.StartNew();
+            ScoreAll();
+            double endToEnd = clock.Elapsed.TotalSeconds;
+            double imagesPerSecond = paths.Length / endToEnd;
+            Console.WriteLine($"scoring end to end: {paths.Length} {(imageFolder is null ? $"synthetic {pngSize}×{pngSize}" : "")} PNG images in {endToEnd:F2} s, " +
+                              $"{imagesPerSecond:F2} images/s (batch {batch})");
+
+            StageBreakdown(paths, size, batch, backboneBytes);
+            return imagesPerSecond;
+        }
+        finally
+        {
+            Directory.Delete(folder, recursive: true);
+        }
+    }
+
+    /// <summary>Each scoring stage over the same images, one after the other, with its share of their sum.</summary>
+    private static void StageBreakdown(string[] paths, int size, int batch, byte[] backboneBytes)
+    {
+        var stages = new (string Name, double Seconds)[]
+        {
+            ("decode", 0), ("resize+normalise", 0), ("backbone", 0), ("descriptor input", 0), ("descriptor GEMM", 0), ("distances", 0), ("map", 0), ("blur", 0),
+        };
+        var clock = new Stopwatch();
+        void Time(int stage, Action action)
+        {
+            clock.Restart();
+            action();
+            stages[stage].Seconds += clock.Elapsed.TotalSeconds;
+        }
+
+        using var backbone = OnnxBackbone.FromBytes(backboneBytes, CfaLayers);
+        var shapes = backbone.GetLayerShapes(size, size).ToArray();
+        int imageFloats = 3 * size * size;
+        // A model with the real layer shapes; its bank comes from the first images' features.
+        var source = new InMemoryFeatureSource(shapes);
+        CfaModel? cfa = null;
+        MemoryBankScorer? scorer = null;
+        var blur = new GaussianBlur(4f);
+        int grid = shapes[0].Height * shapes[0].Width;
+        var map = new float[size * size];
+        var blurred = new float[size * size];
+        for (int round = 0; round < 2; round++)
+        {
+            // Round 0 warms up and builds the model; round 1 is timed.
+            for (int s = 0; s < stages.Length; s++)
+                stages[s].Seconds = 0;
+            for (int start = 0; start < paths.Length; start += batch)
+            {
+                int n = Math.Min(batch, paths.Length - start);
+                var images = new float[n * imageFloats];
+                for (int i = 0; i < n; i++)
+                {
+                    MLImage? image = null;
+                    Time(0, () => image = ImageTensorConverter.LoadImage(paths[start + i]));
+                    using (image)
+                        Time(1, () => ImageTensorConverter.ToNormalizedChw(image!, size, size, images.AsSpan(i * imageFloats, imageFloats)));
+                }
+                float[][] maps = [];
+                Time(2, () => maps = backbone.Run(images, n, size, size));
+                if (cfa is null)
+                {
+                    for (int i = 0; i < n; i++)
+                        source.Add(maps.Select((m, l) => m.AsSpan(i * shapes[l].Size, shapes[l].Size).ToArray()).ToArray());
+                    cfa = CfaTrainer.Train(source, new CfaTrainingOptions { Epochs = 0, Device = ComputeDevice.Cpu });
+                    scorer = new MemoryBankScorer(cfa.MemoryBank.ToArray(), cfa.BankSize, cfa.DescriptorChannels);
+                }
+                // The descriptor as CfaModel.Describe runs it, its two parts timed apart.
+                int inChannels = cfa.InputChannels + 2, outChannels = cfa.DescriptorChannels;
+                var features = new float[n * grid * outChannels];
+                var stacked = new float[n * grid * inChannels];
+                Time(3, () => Descriptor.StackPatchMajor(shapes, maps, n, stacked));
+                Time(4, () => PackedGemm.Multiply(n * grid, outChannels, inChannels, stacked, inChannels, 1, cfa.DescriptorWeight, 1, inChannels, features, accumulate: false));
+                for (int i = 0; i < n; i++)
+                {
+                    var distances = new float[grid * cfa.NumNearestNeighbors];
+                    var patchScores = new float[grid];
+                    Time(5, () => scorer!.NearestSquaredDistances(features.AsSpan(i * grid * cfa.DescriptorChannels, grid * cfa.DescriptorChannels), grid, cfa.NumNearestNeighbors, distances));
+                    Time(6, () =>
+                    {
+                        AnomalyMapMath.SoftminNearest(distances, grid, cfa.NumNearestNeighbors, patchScores);
+                        AnomalyMapMath.BilinearResize(patchScores, shapes[0].Height, shapes[0].Width, map, size, size, alignCorners: false);
+                    });
+                    Time(7, () => blur.Apply(map, size, size, blurred));
+                }
+            }
+        }
+        double total = stages.Sum(s => s.Seconds);
+        Console.WriteLine($"scoring stages one by one ({paths.Length} images, {paths.Length / total:F2} images/s if run back to back):");
+        foreach (var (name, seconds) in stages)
+            Console.WriteLine($"  {name,-17} {seconds * 1e3 / paths.Length,8:F1} ms/image {100 * seconds / total,6:F1} %");
+    }
+
+    /// <summary>Writes PNGs of a smooth shaded disc with mild noise, like a photographed part (noise-only images would decode slower).</summary>
+    private static string[] WritePngs(string folder, int count, int pngSize)
+    {
+        var paths = new string[count];
+        var random = new Random(1);
+        var pixels = new byte[pngSize * pngSize * 3];
+        for (int i = 0; i < count; i++)
+        {
+            for (int y = 0; y < pngSize; y++)
+            {
+                for (int x = 0; x < pngSize; x++)
+                {
+                    double dx = x - pngSize / 2.0, dy = y - pngSize / 2.0, r = Math.Sqrt(dx * dx + dy * dy) / pngSize;
+                    double shade = r < 0.4 ? 160 + 60 * Math.Cos(r * 12 + i) : 30 + 20 * Math.Sin(x * 0.01 + y * 0.02);
+                    for (int c = 0; c < 3; c++)
+                        pixels[(y * pngSize + x) * 3 + c] = (byte)Math.Clamp(shade + 10 * c + random.Next(-6, 7), 0, 255);
+                }
+            }
+            paths[i] = Path.Combine(folder, $"{i:D3}.png");
+            PngEncoder.Write(paths[i], pixels, pngSize, pngSize, 3);
+        }
+        return paths;
+    }
+
+    private sealed class ImagePathRow
+    {
+        public string ImagePath { get; set; } = "";
+    }
+
+    private sealed class ScoreRow
+    {
+        public float Score { get; set; }
+    }
+
+    private sealed class SyncProgress(Action<TrainingProgress> report) : IProgress<TrainingProgress>
+    {
+        public void Report(TrainingProgress value) => report(value);
+    }
+}
