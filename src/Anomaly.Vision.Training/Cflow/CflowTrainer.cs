@@ -8,7 +8,9 @@ namespace Anomaly.Vision.Training;
 /// Trains CFlow's decoders on the backbone features of normal images, as anomalib's CFlow does: one
 /// conditional flow per layer, trained with Adam. For each batch of images and each layer,
 /// the fibers (one feature vector per position and image) are shuffled and cut into fiber batches; each fiber
-/// batch takes one optimizer step on mean(−log σ(log p(x | position) / C)).
+/// batch takes one optimizer step on mean(−log σ(log p(x | position) / C)). After training, the
+/// model's per-layer log-likelihood references are set from the training images (see
+/// <see cref="CflowModel.LogLikelihoodReferences"/>).
 /// </summary>
 public static class CflowTrainer
 {
@@ -99,6 +101,15 @@ public static class CflowTrainer
             }
             var model = new CflowModel(layers, conditionSize, options.ClampAlpha, options.PermuteSoft, flows, device);
             flows.Clear();
+            try
+            {
+                model.CalibrateReferences(features, fullBatch);
+            }
+            catch
+            {
+                model.Dispose();
+                throw;
+            }
             return model;
         }
         finally

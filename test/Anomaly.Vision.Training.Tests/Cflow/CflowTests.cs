@@ -243,9 +243,49 @@ public sealed class CflowTests
         var probe = Features(TinyLayers, 3, seed: 8, shift: 1);
         var expected = Evaluate(model, probe);
         var actual = Evaluate(copy, probe);
+        CollectionAssert.AreEqual(model.LogLikelihoodReferences!.ToArray(), copy.LogLikelihoodReferences!.ToArray());
         for (int l = 0; l < expected.Length; l++)
             CollectionAssert.AreEqual(expected[l], actual[l]);
         CollectionAssert.AreEqual(bytes, Serialize(copy));
+    }
+
+    [TestMethod]
+    public void TrainingSetsEachLayersReferenceToTheMeanOfTheTrainingImagesMaxima()
+    {
+        var source = Features(TinyLayers, 6, seed: 13, shift: 0);
+        using var model = CflowTrainer.Train(source, TinyOptions(epochs: 1));
+        var logLikelihoods = Evaluate(model, source);
+        Assert.HasCount(TinyLayers.Length, model.LogLikelihoodReferences!);
+        for (int l = 0; l < TinyLayers.Length; l++)
+        {
+            int positions = TinyLayers[l].Height * TinyLayers[l].Width;
+            double expected = Enumerable.Range(0, source.Count).Average(i => logLikelihoods[l].Skip(i * positions).Take(positions).Max());
+            Assert.AreEqual(expected, model.LogLikelihoodReferences![l], 1e-4, $"layer {l}");
+        }
+        Assert.AreNotEqual(model.LogLikelihoodReferences![0], model.LogLikelihoodReferences![1]);
+    }
+
+    [TestMethod]
+    public void FirstFormatVersionLoadsWithoutReferences()
+    {
+        var source = Features(TinyLayers, 4, seed: 14, shift: 0);
+        using var model = CflowTrainer.Train(source, TinyOptions(epochs: 1));
+        model.LogLikelihoodReferences = null;
+        byte[] withoutReferences = Serialize(model);
+        Assert.AreEqual(0, withoutReferences[^1], "the references flag is the last byte");
+        using (var copy = CflowModel.Read(new BinaryReader(new MemoryStream(withoutReferences)), ComputeDevice.Cpu))
+            Assert.IsNull(copy.LogLikelihoodReferences);
+
+        // Version 1 is version 2 without the references flag.
+        byte[] versionOne = withoutReferences[..^1];
+        BitConverter.GetBytes(1).CopyTo(versionOne, 0);
+        using var old = CflowModel.Read(new BinaryReader(new MemoryStream(versionOne)), ComputeDevice.Cpu);
+        Assert.IsNull(old.LogLikelihoodReferences);
+        var probe = Features(TinyLayers, 2, seed: 15, shift: 0);
+        var expected = Evaluate(model, probe);
+        var actual = Evaluate(old, probe);
+        for (int l = 0; l < expected.Length; l++)
+            CollectionAssert.AreEqual(expected[l], actual[l]);
     }
 
     [TestMethod]
@@ -272,7 +312,16 @@ public sealed class CflowTests
         static InvalidDataException Fails(byte[] data) =>
             Assert.ThrowsExactly<InvalidDataException>(() => CflowModel.Read(new BinaryReader(new MemoryStream(data)), ComputeDevice.Cpu));
 
-        StringAssert.Contains(Fails(bytes[..^3]).Message, "layer 1 block 1 subnet bias 2");
+        // The tail: references flag and one float32 per layer.
+        int tail = 1 + 4 * TinyLayers.Length;
+        StringAssert.Contains(Fails(bytes[..^(tail + 3)]).Message, "layer 1 block 1 subnet bias 2");
+        StringAssert.Contains(Fails(bytes[..^2]).Message, "layer 1 log-likelihood reference");
+        var flag = (byte[])bytes.Clone();
+        flag[^tail] = 2;
+        StringAssert.Contains(Fails(flag).Message, "references flag 2");
+        var reference = (byte[])bytes.Clone();
+        BitConverter.GetBytes(float.PositiveInfinity).CopyTo(reference, bytes.Length - 4);
+        StringAssert.Contains(Fails(reference).Message, "layer 1 log-likelihood reference");
         var version = (byte[])bytes.Clone();
         version[0] = 99;
         StringAssert.Contains(Fails(version).Message, "format version 99");
