@@ -3,8 +3,9 @@ using Anomaly.Vision.Training;
 
 /// <summary>
 /// CFlow decoder speed on ResNet-18 feature shapes: inference images/s of <see cref="CflowModel.LogLikelihoods"/>
-/// at 256×256 input, and training seconds per epoch on 60 images at 128×128 input, with default options.
-/// Usage: <c>cflow [cpu|cuda] [inference-batch (0: skip)] [training epochs (0: skip)] [torch threads]</c>.
+/// at 256×256 input, and training seconds per epoch on 60 images at 128×128 or 256×256 input, default options, with
+/// TorchSharp's per-parameter Adam and with <see cref="FusedAdam"/>. Last line: <c>cflow_epoch_fused_vs_per_parameter=</c> (time ratio).
+/// Usage: <c>cflow [cpu|cuda] [inference-batch (0: skip)] [training epochs (0: skip)] [torch threads] [training input size 128|256]</c>.
 /// </summary>
 internal static class CflowBenchmark
 {
@@ -16,6 +17,7 @@ internal static class CflowBenchmark
         TorchRuntime.EnsureAvailable();
         if (args.Length > 3)
             TorchSharp.torch.set_num_threads(int.Parse(args[3], System.Globalization.CultureInfo.InvariantCulture));
+        int trainingSize = args.Length > 4 ? int.Parse(args[4], System.Globalization.CultureInfo.InvariantCulture) : 128;
         Console.WriteLine($"device {device}, torch threads {TorchSharp.torch.get_num_threads()}, inference batch {batch}");
 
         // Inference, 256×256 input: layer2 128×32×32, layer3 256×16×16, layer4 512×8×8.
@@ -28,26 +30,54 @@ internal static class CflowBenchmark
         if (epochs <= 0)
             return 0;
 
-        // Training, 60 images at 128×128 input: 128×16×16, 256×8×8, 512×4×4.
-        LayerShape[] at128 = { new(128, 16, 16), new(256, 8, 8), new(512, 4, 4) };
-        var epochTimes = new List<double>();
-        var clock = Stopwatch.StartNew();
-        double last = 0;
-        double lastCpu = CpuSeconds();
-        var progress = new Reporter(p =>
+        // Training, 60 images at 128×128 (128×16×16, 256×8×8, 512×4×4) or 256×256 input: TorchSharp's per-parameter
+        // Adam (the previous path) against FusedAdam, alternately, the same epochs each; both must give the same model.
+        LayerShape[] training = trainingSize == 256 ? at256 : [new(128, 16, 16), new(256, 8, 8), new(512, 4, 4)];
+        var features = RandomFeatures(training, 60, 2);
+        var probe = RandomFeatures(training, 2, 3);
+        var options = new CflowTrainingOptions { Epochs = epochs, Device = device };
+        double perParameterSeconds = double.MaxValue, fusedSeconds = double.MaxValue;
+        float[][]? perParameterLogLikelihoods = null, fusedLogLikelihoods = null;
+        for (int round = 0; round < 2; round++)
         {
-            double now = clock.Elapsed.TotalSeconds, nowCpu = CpuSeconds();
-            epochTimes.Add(now - last);
-            Console.WriteLine($"  epoch {p.Step}/{p.Steps}: loss {p.Loss:F4}, {epochTimes[^1]:F2} s wall, {nowCpu - lastCpu:F2} CPU-s");
-            last = now;
-            lastCpu = nowCpu;
-        });
-        var features = RandomFeatures(at128, 60, 2);
-        clock.Restart();
-        lastCpu = CpuSeconds();
-        using (CflowTrainer.Train(features, new CflowTrainingOptions { Epochs = epochs, Device = device }, progress)) { }
-        Console.WriteLine($"training 60 images at 128×128: {epochTimes.Average():F2} s/epoch wall");
+            foreach (bool perParameter in new[] { true, false })
+            {
+                var clock = Stopwatch.StartNew();
+                using var model = CflowTrainer.Train(features, options, null, default, perParameter);
+                double seconds = clock.Elapsed.TotalSeconds / epochs;
+                Console.WriteLine($"  round {round + 1}, {(perParameter ? "per-parameter Adam" : "FusedAdam")}: {seconds:F2} s/epoch");
+                if (perParameter)
+                {
+                    perParameterSeconds = Math.Min(perParameterSeconds, seconds);
+                    perParameterLogLikelihoods = Evaluate(model, probe);
+                }
+                else
+                {
+                    fusedSeconds = Math.Min(fusedSeconds, seconds);
+                    fusedLogLikelihoods = Evaluate(model, probe);
+                }
+            }
+        }
+        double difference = perParameterLogLikelihoods!.Zip(fusedLogLikelihoods!, (a, b) => a.Zip(b, (x, y) => Math.Abs(x - y)).Max()).Max();
+        double scale = perParameterLogLikelihoods!.Max(a => a.Max(Math.Abs));
+        Console.WriteLine($"training 60 images at {trainingSize}×{trainingSize}, {epochs} epoch(s) per run, best of 2: per-parameter Adam " +
+                          $"{perParameterSeconds:F2} s/epoch, FusedAdam {fusedSeconds:F2} s/epoch; probe log-likelihoods differ by at most {difference:G3} (of {scale:G3})");
+        Console.WriteLine($"cflow_epoch_fused_vs_per_parameter={fusedSeconds / perParameterSeconds:F3}");
         return 0;
+    }
+
+    private static float[][] Evaluate(CflowModel model, InMemoryFeatureSource source)
+    {
+        var maps = model.Layers.Select((s, l) =>
+        {
+            var all = new float[source.Count * s.Size];
+            for (int i = 0; i < source.Count; i++)
+                source.Read(i, l, all.AsSpan(i * s.Size, s.Size));
+            return all;
+        }).ToArray();
+        var output = model.Layers.Select(s => new float[source.Count * s.Height * s.Width]).ToArray();
+        model.LogLikelihoods(maps, source.Count, output);
+        return output;
     }
 
     private static void MeasureInference(string name, LayerShape[] layers, int batch, ComputeDevice device)

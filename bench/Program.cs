@@ -7,7 +7,8 @@ switch (args.FirstOrDefault())
     case "cfa": return CfaBenchmark.Run(args[1..]);
     case "cfa-train": return CfaTrainBenchmark.Run(args[1..]);
     case "cflow": return CflowBenchmark.Run(args[1..]);
+    case "cflow-map": return CflowMapBenchmark.Run(args[1..]);
     default:
-        Console.WriteLine("usage: dotnet run -c Release --project bench -- backbone|scorer|cfa|cfa-train|cflow");
+        Console.WriteLine("usage: dotnet run -c Release --project bench -- backbone|scorer|cfa|cfa-train|cflow|cflow-map");
         return 1;
 }

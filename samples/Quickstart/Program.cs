@@ -5,10 +5,9 @@
 //   dotnet run -c Release --project samples/Quickstart
 //   dotnet run -c Release --project samples/Quickstart -- --untrained        (random backbone weights, for comparison)
 //   dotnet run -c Release --project samples/Quickstart -- --data <MVTec root> --category bottle --backbone resnet18.pth
-using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
-using Anomaly.Vision.Training;
+using AnomalyVision.Samples;
 using Microsoft.ML;
 using Microsoft.ML.Anomaly.Vision;
 using Microsoft.ML.Anomaly.Vision.Reporting;
@@ -87,34 +86,12 @@ AlgorithmResult Run(string algorithm)
     IEstimator<ITransformer> estimator = CreateEstimator(algorithm, out string note);
     if (note.Length > 0)
         AnsiConsole.MarkupLine($"[grey]{Markup.Escape(note)}[/]");
-    var fitWatch = Stopwatch.StartNew();
-    ITransformer model = null!;
-    AnsiConsole.Progress().AutoClear(false).Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn())
-        .Start(context =>
-        {
-            var tasks = new Dictionary<string, ProgressTask>();
-            FitProgress.Sink = report =>
-            {
-                if (!tasks.TryGetValue(report.Stage, out var task))
-                    tasks[report.Stage] = task = context.AddTask(report.Stage);
-                task.MaxValue = Math.Max(1, report.Steps);
-                task.Value = report.Step;
-                if (!double.IsNaN(report.Loss))
-                    task.Description = $"{report.Stage} (loss {report.Loss:G4})";
-            };
-            model = estimator.Fit(train);
-            foreach (var task in tasks.Values)
-                task.Value = task.MaxValue;
-        });
-    double fitSeconds = fitWatch.Elapsed.TotalSeconds;
+    var (model, fitSeconds) = DetectorRuns.FitWithProgress(estimator, train);
     BackboneDescription backboneDescription = ((BackboneAnomalyTransformerBase)model).BackboneDescription;
 
     // 4. Score the test set once (cached), evaluate, save, reload in a new MLContext and compare.
-    var scoreWatch = Stopwatch.StartNew();
-    IDataView scored = mlContext.Data.Cache(model.Transform(test));
+    var (scored, metrics, imagesPerSecond) = DetectorRuns.ScoreAndEvaluate(mlContext, model, test);
     var rows = mlContext.Data.CreateEnumerable<ScoredImage>(scored, reuseRowObject: false).ToList();
-    double imagesPerSecond = rows.Count / scoreWatch.Elapsed.TotalSeconds;
-    ImageAnomalyMetrics metrics = mlContext.AnomalyDetection.EvaluateImageAnomalies(scored);
 
     string zip = Path.Combine(settings.OutputFolder, $"{algorithm}.zip");
     mlContext.Model.SaveAtomically(model, train.Schema, zip);   // a failed save leaves the previous zip intact

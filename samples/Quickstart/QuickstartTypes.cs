@@ -71,17 +71,6 @@ internal sealed record QuickstartSettings(string? DataRoot, string Category, str
     }
 }
 
-/// <summary>One scored test image, as read back from the transformed data.</summary>
-internal sealed class ScoredImage
-{
-    public string ImagePath { get; set; } = "";
-    public bool Label { get; set; }
-    public string DefectType { get; set; } = "";
-    public string MaskPath { get; set; } = "";
-    public float Score { get; set; }
-    public float[] AnomalyMap { get; set; } = [];
-}
-
 /// <summary>What the quickstart measured for one algorithm.</summary>
 internal sealed record AlgorithmResult(string Name, BackboneDescription Backbone, ImageAnomalyMetrics Metrics, double FitSeconds, double ImagesPerSecond,
     double ReloadMaxAbsDiff, float[] Scores, bool[] Labels, List<(string Algorithm, string OverlayPng, string Caption)> Overlays)
@@ -100,12 +89,3 @@ internal sealed record AlgorithmResult(string Name, BackboneDescription Backbone
     };
 }
 
-/// <summary>Routes the detectors' progress reports to the progress bar that is showing.</summary>
-internal sealed class FitProgress : IProgress<TrainingProgress>
-{
-    public static readonly FitProgress Instance = new();
-
-    public static Action<TrainingProgress>? Sink { get; set; }
-
-    public void Report(TrainingProgress value) => Sink?.Invoke(value);
-}

@@ -12,7 +12,10 @@ public sealed class CflowModel : IDisposable
 {
     // Version history:
     //   1  first format.
-    private const int FormatVersion = 1;
+    //   2  adds the per-layer log-likelihood references the anomaly map is normalised by (a version 1
+    //      model has none and its maps keep the per-image normalisation they were made with).
+    private const int FormatVersion = 2;
+    private const int FirstFormatVersion = 1;
 
     private const int MaxLayers = 64;
     private const int MaxDimension = 1 << 16;
@@ -25,9 +28,10 @@ public sealed class CflowModel : IDisposable
     private bool _disposed;
 
     internal CflowModel(IReadOnlyList<LayerShape> layers, int conditionVectorSize, float clampAlpha, bool permuteSoft,
-        IReadOnlyList<ConditionalFlow> flows, Device device)
+        IReadOnlyList<ConditionalFlow> flows, Device device, float[]? logLikelihoodReferences = null)
     {
         Layers = layers.ToArray();
+        LogLikelihoodReferences = logLikelihoodReferences;
         ConditionVectorSize = conditionVectorSize;
         CouplingBlocks = flows[0].Blocks.Count;
         ClampAlpha = clampAlpha;
@@ -64,7 +68,40 @@ public sealed class CflowModel : IDisposable
     /// <summary>Whether the blocks mix channels with random rotations rather than permutations.</summary>
     public bool PermuteSoft { get; }
 
+    /// <summary>
+    /// Per layer, the log-likelihood per dimension that the anomaly map treats as fully normal: the mean over the
+    /// training images of each image's highest log-likelihood on that layer, fixed at training time so that an
+    /// image's map depends neither on the images scored with it nor on its own best position. Null for a model
+    /// saved before these references existed (format version 1); its maps keep the per-image normalisation.
+    /// </summary>
+    public IReadOnlyList<float>? LogLikelihoodReferences { get; internal set; }
+
     internal IReadOnlyList<ConditionalFlow> Flows => _flows;
+
+    /// <summary>Sets <see cref="LogLikelihoodReferences"/> from the training images' log-likelihoods.</summary>
+    /// <param name="training">The training features.</param>
+    /// <param name="batchSize">Images per <see cref="LogLikelihoods"/> call.</param>
+    internal void CalibrateReferences(IFeatureSource training, int batchSize)
+    {
+        var sums = new double[Layers.Count];
+        var maps = Layers.Select(s => new float[batchSize * s.Size]).ToArray();
+        var logLikelihoods = Layers.Select(s => new float[batchSize * s.Height * s.Width]).ToArray();
+        for (int first = 0; first < training.Count; first += batchSize)
+        {
+            int batch = Math.Min(batchSize, training.Count - first);
+            for (int l = 0; l < Layers.Count; l++)
+                for (int i = 0; i < batch; i++)
+                    training.Read(first + i, l, maps[l].AsSpan(i * Layers[l].Size, Layers[l].Size));
+            LogLikelihoods(maps, batch, logLikelihoods);
+            for (int l = 0; l < Layers.Count; l++)
+            {
+                int positions = Layers[l].Height * Layers[l].Width;
+                for (int i = 0; i < batch; i++)
+                    sums[l] += System.Numerics.Tensors.TensorPrimitives.Max(logLikelihoods[l].AsSpan(i * positions, positions));
+            }
+        }
+        LogLikelihoodReferences = sums.Select(s => (float)(s / training.Count)).ToArray();
+    }
 
     /// <summary>
     /// Computes, for every position of every layer, the log-likelihood per dimension of its feature fiber
@@ -140,6 +177,8 @@ public sealed class CflowModel : IDisposable
         //     2n × float32    subnet bias 1
         //     m×2n × float32  subnet weight 2, row-major [m, 2n]; rows 0 … C/2−1 give log-scales, the rest shifts
         //     m × float32     subnet bias 2
+        // version 2 on: byte  has references (0: none, the model was first saved as version 1; 1: present)
+        //               L × float32 log-likelihood reference per layer when present (see LogLikelihoodReferences)
         // All float32 values are finite.
         writer.Write(FormatVersion);
         writer.Write(Layers.Count);
@@ -166,6 +205,9 @@ public sealed class CflowModel : IDisposable
                 WriteTensor(writer, block.Bias2, ScalarType.Float32);
             }
         }
+        writer.Write((byte)(LogLikelihoodReferences is null ? 0 : 1));
+        foreach (float reference in LogLikelihoodReferences ?? [])
+            writer.Write(reference);
     }
 
     /// <summary>Reads a model written by <see cref="Write"/>.</summary>
@@ -193,10 +235,12 @@ public sealed class CflowModel : IDisposable
         //     2n × float32    subnet bias 1
         //     m×2n × float32  subnet weight 2, row-major [m, 2n]; rows 0 … C/2−1 give log-scales, the rest shifts
         //     m × float32     subnet bias 2
+        // version 2 on: byte  has references (0: none, the model was first saved as version 1; 1: present)
+        //               L × float32 log-likelihood reference per layer when present (see LogLikelihoodReferences)
         // All float32 values are finite.
         int version = ReadInt(reader, "format version");
-        if (version != FormatVersion)
-            throw new FormatException($"CFlow model: format version {version} is not supported (expected {FormatVersion}).");
+        if (version < FirstFormatVersion || version > FormatVersion)
+            throw new FormatException($"CFlow model: format version {version} is not supported (expected {FirstFormatVersion} … {FormatVersion}).");
         int layerCount = ReadInt(reader, "layer count");
         if (layerCount < 1 || layerCount > MaxLayers)
             throw new FormatException($"CFlow model: layer count {layerCount} is out of range 1 … {MaxLayers}.");
@@ -259,7 +303,8 @@ public sealed class CflowModel : IDisposable
                 }
                 flows.Add(new ConditionalFlow(layerBlocks));
             }
-            return new CflowModel(layers, conditionSize, clamp, permuteSoft, flows, torchDevice);
+            float[]? references = version >= 2 ? ReadReferences(reader, layerCount) : null;
+            return new CflowModel(layers, conditionSize, clamp, permuteSoft, flows, torchDevice, references);
         }
         catch
         {
@@ -336,6 +381,23 @@ public sealed class CflowModel : IDisposable
             if (!float.IsFinite(values[i]))
                 throw new FormatException($"CFlow model: {field} holds a non-finite value ({values[i]}) at {i}.");
         return FromSpan(values, shape.Select(s => (long)s).ToArray());
+    }
+
+    private static float[]? ReadReferences(BinaryReader reader, int layerCount)
+    {
+        byte present = ReadByte(reader, "log-likelihood references flag");
+        if (present > 1)
+            throw new FormatException($"CFlow model: log-likelihood references flag {present} is neither 0 nor 1.");
+        if (present == 0)
+            return null;
+        var references = new float[layerCount];
+        for (int l = 0; l < layerCount; l++)
+        {
+            references[l] = ReadFloat(reader, $"layer {l} log-likelihood reference");
+            if (!float.IsFinite(references[l]))
+                throw new FormatException($"CFlow model: layer {l} log-likelihood reference {references[l]} is not finite.");
+        }
+        return references;
     }
 
     private static Tensor ReadPermutation(BinaryReader reader, string field, int channels)

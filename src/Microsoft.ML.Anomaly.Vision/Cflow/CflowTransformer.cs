@@ -21,13 +21,11 @@ public sealed class CflowTransformer : BackboneAnomalyTransformerBase
     private const string ModelStreamName = "Cflow.bin";
 
     private readonly CflowModel _model;
-    private readonly CflowAnomalyMapGenerator _maps;
 
     internal CflowTransformer(IHostEnvironment env, CflowOptions options, OnnxBackbone backbone, CflowModel model)
         : base(env, nameof(CflowTransformer), options, backbone)
     {
         _model = model;
-        _maps = CreateMapGenerator();
     }
 
     private CflowTransformer(IHostEnvironment env, ModelLoadContext ctx)
@@ -45,7 +43,6 @@ public sealed class CflowTransformer : BackboneAnomalyTransformerBase
             _model.Dispose();
             throw;
         }
-        _maps = CreateMapGenerator();
     }
 
     /// <inheritdoc />
@@ -61,15 +58,16 @@ public sealed class CflowTransformer : BackboneAnomalyTransformerBase
     private static VersionInfo GetVersionInfo() => MakeVersionInfo("ANOMCFL1", LoaderSignature, typeof(CflowTransformer));
 
     private CflowAnomalyMapGenerator CreateMapGenerator() =>
-        new(_model.Layers.Select(l => (l.Height, l.Width)).ToArray(), InputHeight, InputWidth);
+        new(_model.Layers.Select(l => (l.Height, l.Width)).ToArray(), _model.LogLikelihoodReferences, InputHeight, InputWidth);
 
     private protected override void ScoreFeatures(float[][] layerMaps, int batch, Span<float> scores, Span<float> maps)
     {
         var logLikelihoods = _model.Layers.Select(l => new float[batch * l.Height * l.Width]).ToArray();
         _model.LogLikelihoods(layerMaps, batch, logLikelihoods);
+        var generator = CreateMapGenerator();
         int pixels = InputHeight * InputWidth;
         for (int image = 0; image < batch; image++)
-            scores[image] = _maps.Generate(logLikelihoods, image, maps.Slice(image * pixels, pixels));
+            scores[image] = generator.Generate(logLikelihoods, image, maps.Slice(image * pixels, pixels));
     }
 
     private protected override void SaveAlgorithm(ModelSaveContext ctx) =>

@@ -227,6 +227,38 @@ public sealed class CflowTests
     [TestMethod]
     [DataRow(false)]
     [DataRow(true)]
+    public void FusedAdamTrainsTheSameModelAsPerParameterAdam(bool soft)
+    {
+        var source = Features(TinyLayers, 8, seed: 16, shift: 0);
+        var options = TinyOptions(epochs: 3);
+        options.PermuteSoft = soft;
+        var flatLosses = new List<double>();
+        var perParameterLosses = new List<double>();
+        using var flat = CflowTrainer.Train(source, options, new SynchronousProgress(p => flatLosses.Add(p.Loss)), default, perParameterAdam: false);
+        using var perParameter = CflowTrainer.Train(source, options, new SynchronousProgress(p => perParameterLosses.Add(p.Loss)), default, perParameterAdam: true);
+        using var untrained = CflowTrainer.Train(source, new CflowTrainingOptions { ConditionVectorSize = 8, CouplingBlocks = 2, FiberBatchSize = 16,
+            BatchSize = 4, LearningRate = 1e-12f, Epochs = 1, PermuteSoft = soft, Device = ComputeDevice.Cpu });
+        for (int e = 0; e < 3; e++)
+            Assert.AreEqual(perParameterLosses[e], flatLosses[e], 1e-5 * Math.Abs(perParameterLosses[e]), $"epoch {e + 1}");
+
+        var probe = Features(TinyLayers, 2, seed: 17, shift: 0.5f);
+        var expected = Evaluate(perParameter, probe);
+        var actual = Evaluate(flat, probe);
+        var start = Evaluate(untrained, probe);
+        for (int l = 0; l < expected.Length; l++)
+        {
+            double moved = expected[l].Zip(start[l], (a, b) => Math.Abs(a - b)).Max();
+            Assert.IsGreaterThan(0.05, moved, $"layer {l}: training moved the log-likelihoods by only {moved}");
+            for (int i = 0; i < expected[l].Length; i++)
+                Assert.AreEqual(expected[l][i], actual[l][i], 1e-4f + 1e-5f * Math.Abs(expected[l][i]), $"layer {l}, position {i}");
+        }
+        for (int l = 0; l < TinyLayers.Length; l++)
+            Assert.AreEqual(perParameter.LogLikelihoodReferences![l], flat.LogLikelihoodReferences![l], 1e-4f);
+    }
+
+    [TestMethod]
+    [DataRow(false)]
+    [DataRow(true)]
     public void WriteReadRoundTripGivesIdenticalLogLikelihoods(bool soft)
     {
         var source = Features(TinyLayers, 8, seed: 7, shift: 0);
@@ -243,9 +275,49 @@ public sealed class CflowTests
         var probe = Features(TinyLayers, 3, seed: 8, shift: 1);
         var expected = Evaluate(model, probe);
         var actual = Evaluate(copy, probe);
+        CollectionAssert.AreEqual(model.LogLikelihoodReferences!.ToArray(), copy.LogLikelihoodReferences!.ToArray());
         for (int l = 0; l < expected.Length; l++)
             CollectionAssert.AreEqual(expected[l], actual[l]);
         CollectionAssert.AreEqual(bytes, Serialize(copy));
+    }
+
+    [TestMethod]
+    public void TrainingSetsEachLayersReferenceToTheMeanOfTheTrainingImagesMaxima()
+    {
+        var source = Features(TinyLayers, 6, seed: 13, shift: 0);
+        using var model = CflowTrainer.Train(source, TinyOptions(epochs: 1));
+        var logLikelihoods = Evaluate(model, source);
+        Assert.HasCount(TinyLayers.Length, model.LogLikelihoodReferences!);
+        for (int l = 0; l < TinyLayers.Length; l++)
+        {
+            int positions = TinyLayers[l].Height * TinyLayers[l].Width;
+            double expected = Enumerable.Range(0, source.Count).Average(i => logLikelihoods[l].Skip(i * positions).Take(positions).Max());
+            Assert.AreEqual(expected, model.LogLikelihoodReferences![l], 1e-4, $"layer {l}");
+        }
+        Assert.AreNotEqual(model.LogLikelihoodReferences![0], model.LogLikelihoodReferences![1]);
+    }
+
+    [TestMethod]
+    public void FirstFormatVersionLoadsWithoutReferences()
+    {
+        var source = Features(TinyLayers, 4, seed: 14, shift: 0);
+        using var model = CflowTrainer.Train(source, TinyOptions(epochs: 1));
+        model.LogLikelihoodReferences = null;
+        byte[] withoutReferences = Serialize(model);
+        Assert.AreEqual(0, withoutReferences[^1], "the references flag is the last byte");
+        using (var copy = CflowModel.Read(new BinaryReader(new MemoryStream(withoutReferences)), ComputeDevice.Cpu))
+            Assert.IsNull(copy.LogLikelihoodReferences);
+
+        // Version 1 is version 2 without the references flag.
+        byte[] versionOne = withoutReferences[..^1];
+        BitConverter.GetBytes(1).CopyTo(versionOne, 0);
+        using var old = CflowModel.Read(new BinaryReader(new MemoryStream(versionOne)), ComputeDevice.Cpu);
+        Assert.IsNull(old.LogLikelihoodReferences);
+        var probe = Features(TinyLayers, 2, seed: 15, shift: 0);
+        var expected = Evaluate(model, probe);
+        var actual = Evaluate(old, probe);
+        for (int l = 0; l < expected.Length; l++)
+            CollectionAssert.AreEqual(expected[l], actual[l]);
     }
 
     [TestMethod]
@@ -272,7 +344,16 @@ public sealed class CflowTests
         static FormatException Fails(byte[] data) =>
             Assert.ThrowsExactly<FormatException>(() => CflowModel.Read(new BinaryReader(new MemoryStream(data)), ComputeDevice.Cpu));
 
-        StringAssert.Contains(Fails(bytes[..^3]).Message, "layer 1 block 1 subnet bias 2");
+        // The tail: references flag and one float32 per layer.
+        int tail = 1 + 4 * TinyLayers.Length;
+        StringAssert.Contains(Fails(bytes[..^(tail + 3)]).Message, "layer 1 block 1 subnet bias 2");
+        StringAssert.Contains(Fails(bytes[..^2]).Message, "layer 1 log-likelihood reference");
+        var flag = (byte[])bytes.Clone();
+        flag[^tail] = 2;
+        StringAssert.Contains(Fails(flag).Message, "references flag 2");
+        var reference = (byte[])bytes.Clone();
+        BitConverter.GetBytes(float.PositiveInfinity).CopyTo(reference, bytes.Length - 4);
+        StringAssert.Contains(Fails(reference).Message, "layer 1 log-likelihood reference");
         var version = (byte[])bytes.Clone();
         version[0] = 99;
         StringAssert.Contains(Fails(version).Message, "format version 99");
