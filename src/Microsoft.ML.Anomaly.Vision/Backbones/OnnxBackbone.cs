@@ -103,6 +103,7 @@ public sealed class OnnxBackbone : IDisposable
     /// <param name="preferCuda">Run on CUDA when the CUDA execution provider is available.</param>
     /// <returns>The backbone; dispose it when done.</returns>
     /// <exception cref="ArgumentException">The bytes are not an ONNX model, a layer is not found, or the input is not an image batch.</exception>
+    /// <param name="cudaDeviceId">The CUDA device ONNX Runtime uses when it runs on CUDA.</param>
     public static OnnxBackbone FromBytes(byte[] model, IReadOnlyList<string> layers, int intraOpThreads = 0, bool preferCuda = true, int cudaDeviceId = 0)
         => Create(model, layers, intraOpThreads, preferCuda, cudaDeviceId, "the model bytes");
 
