@@ -143,16 +143,16 @@ internal static class DetectorOnnxExport
         // The text column no longer exists as such: it is the image tensor now.
         ctx.RemoveColumn(column);
         string scoreColumn = ctx.AddIntermediateVariable(NumberDataViewType.Single, detector.ScoreColumnName);
-        ctx.CreateNode("Reshape", [names[score], ctx.AddInitializer(new long[] { -1, 1 }, new long[] { 2 }, "score_shape")], [scoreColumn], ctx.GetNodeName("Reshape"));
+        ctx.CreateNode("Reshape", [names[score], ctx.AddInitializer(new long[] { -1, 1 }, new long[] { 2 }, "score_shape")], [scoreColumn], ctx.GetNodeName("Reshape"), "");
         if (map is not null && detector.AnomalyMapColumnName is string mapName)
         {
             string mapColumn = ctx.AddIntermediateVariable(new VectorDataViewType(NumberDataViewType.Single, detector.InputHeight, detector.InputWidth), mapName);
-            ctx.CreateNode("Identity", names[map], mapColumn, ctx.GetNodeName("Identity"));
+            ctx.CreateNode("Identity", names[map], mapColumn, ctx.GetNodeName("Identity"), "");
         }
         if (detector.Threshold is float threshold)
         {
             string labelColumn = ctx.AddIntermediateVariable(BooleanDataViewType.Instance, detector.PredictedLabelColumnName);
-            ctx.CreateNode("GreaterOrEqual", [scoreColumn, ctx.AddInitializer(threshold, "threshold")], [labelColumn], ctx.GetNodeName("GreaterOrEqual"));
+            ctx.CreateNode("GreaterOrEqual", [scoreColumn, ctx.AddInitializer(threshold, "threshold")], [labelColumn], ctx.GetNodeName("GreaterOrEqual"), "");
         }
     }
 
@@ -246,7 +246,7 @@ internal static class DetectorOnnxExport
         }
         string[] inputs = node.Input.Select(i => names[i]).ToArray();
         string[] outputs = node.Output.Select(o => names[o] = o.Length == 0 ? "" : ctx.AddIntermediateVariable(null, o, skip: true)).ToArray();
-        OnnxNode replayed = ctx.CreateNode(node.OpType, inputs, outputs, ctx.GetNodeName(node.OpType), string.IsNullOrEmpty(node.Domain) ? null : node.Domain);
+        OnnxNode replayed = ctx.CreateNode(node.OpType, inputs, outputs, ctx.GetNodeName(node.OpType), node.Domain ?? "");
         foreach (AttributeProto attribute in node.Attribute)
         {
             switch (attribute.Type)

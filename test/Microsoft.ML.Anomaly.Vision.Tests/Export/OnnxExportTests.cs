@@ -61,9 +61,10 @@ public sealed class OnnxExportTests
 
         using var session = new InferenceSession(file);
         Assert.AreEqual("ImagePath", session.InputMetadata.Keys.Single(), "the image column becomes the image tensor input");
+        CollectionAssert.AreEquivalent(new[] { "Score.output", "AnomalyMap.output", "PredictedLabel.output" }, session.OutputNames.ToArray(), string.Join(", ", session.OutputNames));
         var rows = expected.Take(4).ToArray();
         using var input = OrtValue.CreateTensorValueFromMemory(ImageTensor(rows), [rows.Length, 3, Size, Size]);
-        using var outputs = session.Run(new RunOptions(), ["ImagePath"], [input], ["Score.onnx", "AnomalyMap.onnx", "PredictedLabel.onnx"]);
+        using var outputs = session.Run(new RunOptions(), ["ImagePath"], [input], ["Score.output", "AnomalyMap.output", "PredictedLabel.output"]);
         AssertMatches(rows, outputs[0].GetTensorDataAsSpan<float>(), outputs[1].GetTensorDataAsSpan<float>(), "ConvertToOnnx");
         bool[] labels = outputs[2].GetTensorDataAsSpan<bool>().ToArray();
         CollectionAssert.AreEqual(rows.Select(r => r.Score >= threshold).ToArray(), labels);
