@@ -6,7 +6,8 @@ switch (args.FirstOrDefault())
     case "scorer": return ScorerBenchmark.Run(args[1..]);
     case "cfa": return CfaBenchmark.Run(args[1..]);
     case "cflow": return CflowBenchmark.Run(args[1..]);
+    case "onnx": return OnnxExportBenchmark.Run(args[1..]);
     default:
-        Console.WriteLine("usage: dotnet run -c Release --project bench -- backbone|scorer|cfa|cflow");
+        Console.WriteLine("usage: dotnet run -c Release --project bench -- backbone|scorer|cfa|cflow|onnx");
         return 1;
 }
