@@ -37,9 +37,13 @@ internal static class CfaOnnxExport
         // [B, D, h, w] → patch-major [B, P, D].
         int patches = gridHeight * gridWidth;
         string patchFeatures = graph.Transpose(graph.Reshape(features, 0, channels, patches), 0, 2, 1);
+
+        // |f|² + |m|² − 2·f·m: the k smallest are chosen on |m|² − 2·f·m (|f|² is the same along a row), so only the
+        // k chosen values get |f|² added; −2 is folded into the bank (an exact scaling), leaving one pass over
+        // the patches × bank matrix before TopK.
         ReadOnlySpan<float> bank = model.MemoryBank;
         int bankSize = model.BankSize;
-        var transposedBank = new float[channels * bankSize];
+        var scaledBank = new float[channels * bankSize];   // [D, M], times −2
         var bankNorms = new float[bankSize];
         for (int m = 0; m < bankSize; m++)
         {
@@ -47,16 +51,16 @@ internal static class CfaOnnxExport
             for (int d = 0; d < channels; d++)
             {
                 float v = bank[m * channels + d];
-                transposedBank[d * bankSize + m] = v;
+                scaledBank[d * bankSize + m] = -2f * v;
                 norm += (double)v * v;
             }
             bankNorms[m] = (float)norm;
         }
-        string dot = graph.MatMul(patchFeatures, graph.Floats("bank", transposedBank, channels, bankSize));
-        string featureNorms = graph.Reduce("ReduceSumSquare", patchFeatures, [2], keepDims: true);
-        string distances = graph.Sub(graph.Add(featureNorms, graph.Floats("bank_norms", bankNorms, bankSize)), graph.Mul(dot, graph.Scalar("two", 2f)));
-        string nearest = graph.NodeWithOutputs("TopK", [distances, graph.Int64s("k", [model.NumNearestNeighbors])], 2,
+        string partial = graph.Add(graph.MatMul(patchFeatures, graph.Floats("bank_times_minus_two", scaledBank, channels, bankSize)),
+            graph.Floats("bank_norms", bankNorms, bankSize));
+        string smallestPartial = graph.NodeWithOutputs("TopK", [partial, graph.Int64s("k", [model.NumNearestNeighbors])], 2,
             Int("axis", -1), Int("largest", 0), Int("sorted", 1))[0];
+        string nearest = graph.Add(smallestPartial, graph.Reduce("ReduceSumSquare", patchFeatures, [2], keepDims: true));
 
         // Softmin weight of the nearest distance times that distance: s0 / Σ exp(s0 − s_j), with s = √max(d, 0).
         string root = graph.Unary("Sqrt", graph.Unary("Relu", nearest));

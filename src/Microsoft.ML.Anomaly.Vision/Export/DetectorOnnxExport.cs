@@ -77,13 +77,16 @@ internal static class DetectorOnnxExport
 
         GraphProto g = graph.Graph;
         g.Name = detector.GetType().Name;
-        g.Input.Add(FloatTensor(InputName, Dim("batch"), Dim(3), Dim(detector.InputHeight), Dim(detector.InputWidth)));
+        // A backbone exported for a fixed batch size may have it built into its constants: keep it fixed.
+        long fixedBatch = FixedBatch(backbone);
+        var batch = fixedBatch > 0 ? Dim(fixedBatch) : Dim("batch");
+        g.Input.Add(FloatTensor(InputName, batch, Dim(3), Dim(detector.InputHeight), Dim(detector.InputWidth)));
         g.Node.Add(new NodeProto { Name = ScoreName, OpType = "Identity", Input = { score }, Output = { ScoreName } });
-        g.Output.Add(FloatTensor(ScoreName, Dim("batch")));
+        g.Output.Add(FloatTensor(ScoreName, batch.Clone()));
         if (map is not null)
         {
             g.Node.Add(new NodeProto { Name = MapName, OpType = "Identity", Input = { map }, Output = { MapName } });
-            g.Output.Add(FloatTensor(MapName, Dim("batch"), Dim(detector.InputHeight), Dim(detector.InputWidth)));
+            g.Output.Add(FloatTensor(MapName, batch.Clone(), Dim(detector.InputHeight), Dim(detector.InputWidth)));
         }
 
         var model = new ModelProto
@@ -99,6 +102,25 @@ internal static class DetectorOnnxExport
         model.OpsetImport.Add(new OperatorSetIdProto { Domain = "", Version = opset });
         model.MetadataProps.AddRange(backbone.MetadataProps.Where(p => p.Key == OnnxModelEditor.UntrainedMetadataKey));
         return model;
+    }
+
+    /// <summary>
+    /// Writes an image as the exported graph's input expects it: 3 × height × width floats, R, G and B planes, values
+    /// 0–255 (no resizing: the image must already be at the detector's size).
+    /// </summary>
+    public static void WriteInput(MLImage image, Span<float> destination)
+    {
+        int[] channel = image.PixelFormat switch
+        {
+            MLPixelFormat.Bgra32 => [2, 1, 0],
+            MLPixelFormat.Rgba32 => [0, 1, 2],
+            var other => throw new ArgumentException($"Images with pixel format {other} are not supported; BGRA32 or RGBA32 is required.", nameof(image)),
+        };
+        int plane = image.Width * image.Height;
+        ReadOnlySpan<byte> pixels = image.Pixels;
+        for (int c = 0; c < 3; c++)
+            for (int p = 0; p < plane; p++)
+                destination[c * plane + p] = pixels[4 * p + channel[c]];
     }
 
     /// <summary>
@@ -130,6 +152,9 @@ internal static class DetectorOnnxExport
         string image = ctx.GetVariableName(column);
 
         ModelProto backbone = ModelProto.Parser.ParseFrom(detector.BackboneForExport.EditedModelBytes);
+        if (FixedBatch(backbone) is long fixedBatch and > 0)
+            throw new NotSupportedException(
+                $"The backbone takes batches of exactly {fixedBatch} images, but ML.NET's converter declares a free batch size; use ExportToOnnx(path), which keeps it fixed.");
         var graph = new OnnxGraphBuilder(MlNetOpset, name);
         string graphInput = graph.Name("image");
         var (score, map) = WriteDetector(detector, graph, backbone, graphInput, MlNetRemedy);
@@ -211,6 +236,14 @@ internal static class DetectorOnnxExport
             graph.Graph.Node.Add(copy);
         }
         return layerTensors.Select(t => names[t]).ToArray();
+    }
+
+    /// <summary>The batch size the backbone's image input fixes, or 0 when it is free.</summary>
+    private static long FixedBatch(ModelProto backbone)
+    {
+        var initializers = new HashSet<string>(backbone.Graph.Initializer.Select(t => t.Name), StringComparer.Ordinal);
+        var dims = backbone.Graph.Input.Single(i => !initializers.Contains(i.Name)).Type?.TensorType?.Shape?.Dim;
+        return dims is { Count: > 0 } && dims[0].ValueCase == TensorShapeProto.Types.Dimension.ValueOneofCase.DimValue ? dims[0].DimValue : 0;
     }
 
     private static int DefaultOpset(ModelProto model) =>

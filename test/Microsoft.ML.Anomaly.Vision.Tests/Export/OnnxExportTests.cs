@@ -134,11 +134,7 @@ public sealed class OnnxExportTests
         {
             using MLImage image = MLImage.CreateFromFile(rows[i].Path);
             Assert.AreEqual(Size, image.Width, "the test images are at the fitted size");
-            int[] channel = image.PixelFormat == MLPixelFormat.Bgra32 ? [2, 1, 0] : [0, 1, 2];
-            ReadOnlySpan<byte> pixels = image.Pixels;
-            for (int c = 0; c < 3; c++)
-                for (int p = 0; p < plane; p++)
-                    tensor[(i * 3 + c) * plane + p] = pixels[4 * p + channel[c]];
+            DetectorOnnxExport.WriteInput(image, tensor.AsSpan(i * 3 * plane, 3 * plane));
         }
         return tensor;
     }
