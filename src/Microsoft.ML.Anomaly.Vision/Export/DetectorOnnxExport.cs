@@ -133,6 +133,10 @@ internal static class DetectorOnnxExport
         ctx.CheckOpSetVersion(MlNetOpset, name);
         if (ctx is not OnnxContextImpl context)
             throw new NotSupportedException($"{name} exports only through ML.NET's own ONNX converter (mlContext.Model.ConvertToOnnx).");
+        ModelProto backbone = ModelProto.Parser.ParseFrom(detector.BackboneForExport.EditedModelBytes);
+        if (FixedBatch(backbone) is long fixedBatch and > 0)
+            throw new NotSupportedException(
+                $"The backbone takes batches of exactly {fixedBatch} images, but ML.NET's converter declares a free batch size; use ExportToOnnx(path), which keeps it fixed.");
         string column = detector.InputColumnName;
         if (!ctx.ContainsColumn(column))
             throw new InvalidOperationException(
@@ -151,10 +155,6 @@ internal static class DetectorOnnxExport
         context.AddInputVariable(new VectorDataViewType(NumberDataViewType.Single, 3, detector.InputHeight, detector.InputWidth), column);
         string image = ctx.GetVariableName(column);
 
-        ModelProto backbone = ModelProto.Parser.ParseFrom(detector.BackboneForExport.EditedModelBytes);
-        if (FixedBatch(backbone) is long fixedBatch and > 0)
-            throw new NotSupportedException(
-                $"The backbone takes batches of exactly {fixedBatch} images, but ML.NET's converter declares a free batch size; use ExportToOnnx(path), which keeps it fixed.");
         var graph = new OnnxGraphBuilder(MlNetOpset, name);
         string graphInput = graph.Name("image");
         var (score, map) = WriteDetector(detector, graph, backbone, graphInput, MlNetRemedy);
