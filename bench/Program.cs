@@ -8,7 +8,8 @@ switch (args.FirstOrDefault())
     case "cfa-train": return CfaTrainBenchmark.Run(args[1..]);
     case "cflow": return CflowBenchmark.Run(args[1..]);
     case "cflow-map": return CflowMapBenchmark.Run(args[1..]);
+    case "onnx": return OnnxExportBenchmark.Run(args[1..]);
     default:
-        Console.WriteLine("usage: dotnet run -c Release --project bench -- backbone|scorer|cfa|cfa-train|cflow|cflow-map");
+        Console.WriteLine("usage: dotnet run -c Release --project bench -- backbone|scorer|cfa|cfa-train|cflow|cflow-map|onnx");
         return 1;
 }

@@ -10,8 +10,11 @@ namespace Microsoft.ML.Anomaly.Vision.Cfa;
 /// </summary>
 internal sealed class CfaAnomalyMapGenerator
 {
+    /// <summary>Standard deviation of the map's Gaussian blur, in pixels (anomalib's CFA).</summary>
+    public const float BlurSigma = 4f;
+
     private readonly MemoryBankScorer _scorer;
-    private readonly GaussianBlur _blur = new(4f);
+    private readonly GaussianBlur _blur = new(BlurSigma);
     private readonly int _gridHeight;
     private readonly int _gridWidth;
     private readonly int _channels;

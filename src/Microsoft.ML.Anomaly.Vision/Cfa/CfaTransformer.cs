@@ -58,6 +58,9 @@ public sealed class CfaTransformer : BackboneAnomalyTransformerBase
     private CfaAnomalyMapGenerator CreateMapGenerator() => new(_model.MemoryBank.ToArray(), _model.BankSize, _model.DescriptorChannels,
         _model.NumNearestNeighbors, _model.GridHeight, _model.GridWidth, InputHeight, InputWidth);
 
+    internal override (string Score, string? Map) WriteOnnxHead(Export.OnnxGraphBuilder graph, IReadOnlyList<string> layerMaps) =>
+        CfaOnnxExport.WriteHead(graph, _model, layerMaps, InputHeight, InputWidth);
+
     private protected override void ScoreFeatures(float[][] layerMaps, int batch, Span<float> scores, Span<float> maps)
     {
         int perImage = _model.GridHeight * _model.GridWidth * _model.DescriptorChannels;

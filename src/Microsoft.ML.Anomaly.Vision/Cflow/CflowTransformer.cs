@@ -60,6 +60,9 @@ public sealed class CflowTransformer : BackboneAnomalyTransformerBase
     private CflowAnomalyMapGenerator CreateMapGenerator() =>
         new(_model.Layers.Select(l => (l.Height, l.Width)).ToArray(), _model.LogLikelihoodReferences, InputHeight, InputWidth);
 
+    internal override (string Score, string? Map) WriteOnnxHead(Export.OnnxGraphBuilder graph, IReadOnlyList<string> layerMaps) =>
+        CflowOnnxExport.WriteHead(graph, _model, layerMaps, InputHeight, InputWidth);
+
     private protected override void ScoreFeatures(float[][] layerMaps, int batch, Span<float> scores, Span<float> maps)
     {
         var logLikelihoods = _model.Layers.Select(l => new float[batch * l.Height * l.Width]).ToArray();

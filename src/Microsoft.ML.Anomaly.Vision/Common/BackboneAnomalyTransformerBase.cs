@@ -8,7 +8,7 @@ namespace Microsoft.ML.Anomaly.Vision;
 /// Base of the detectors that stand on a frozen ONNX backbone: runs the backbone on each batch of images
 /// and hands the layer maps to the detector; saves and loads the backbone with the model.
 /// </summary>
-public abstract class BackboneAnomalyTransformerBase : ImageAnomalyTransformerBase, IDisposable
+public abstract partial class BackboneAnomalyTransformerBase : ImageAnomalyTransformerBase, IDisposable
 {
     // Name of the model stream holding the backbone's ONNX bytes.
     private const string BackboneStreamName = "Backbone.onnx";

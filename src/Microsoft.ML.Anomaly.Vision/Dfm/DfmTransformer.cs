@@ -52,6 +52,9 @@ public sealed class DfmTransformer : BackboneAnomalyTransformerBase
 
     private static VersionInfo GetVersionInfo() => MakeVersionInfo("ANOMDFM1", LoaderSignature, typeof(DfmTransformer));
 
+    internal override (string Score, string? Map) WriteOnnxHead(Export.OnnxGraphBuilder graph, IReadOnlyList<string> layerMaps) =>
+        DfmOnnxExport.WriteHead(graph, _model, layerMaps[0], InputHeight, InputWidth);
+
     private protected override void ScoreFeatures(float[][] layerMaps, int batch, Span<float> scores, Span<float> maps)
     {
         int size = _model.Layer.Size;

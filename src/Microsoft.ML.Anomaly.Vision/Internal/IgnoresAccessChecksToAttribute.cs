@@ -5,6 +5,7 @@ using System.Runtime.CompilerServices;
 [assembly: IgnoresAccessChecksTo("Microsoft.ML.Core")]
 [assembly: IgnoresAccessChecksTo("Microsoft.ML.Data")]
 [assembly: IgnoresAccessChecksTo("Microsoft.ML.DataView")]
+[assembly: IgnoresAccessChecksTo("Microsoft.ML.OnnxConverter")]
 
 // The runtime looks this attribute up by its full name; it is not part of the public framework surface.
 #pragma warning disable IDE0130 // Namespace does not match folder structure

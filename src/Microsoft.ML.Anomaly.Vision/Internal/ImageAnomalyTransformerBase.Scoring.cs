@@ -209,7 +209,7 @@ public abstract partial class ImageAnomalyTransformerBase
     }
 
     /// <summary>The data view returned by <see cref="Transform(IDataView)"/>: input columns followed by the output columns, scored in batches.</summary>
-    private sealed class BatchScoringDataView : IDataView
+    private sealed partial class BatchScoringDataView : IDataView
     {
         private readonly ImageAnomalyTransformerBase _parent;
         private readonly IDataView _source;

@@ -14,7 +14,7 @@ namespace Microsoft.ML.Anomaly.Vision.Tests.Internal;
 [TestClass]
 public sealed class MlNetInternalsTests
 {
-    private static readonly string[] MlNetAssemblies = ["Microsoft.ML.Core", "Microsoft.ML.Data", "Microsoft.ML.DataView"];
+    private static readonly string[] MlNetAssemblies = ["Microsoft.ML.Core", "Microsoft.ML.Data", "Microsoft.ML.DataView", "Microsoft.ML.OnnxConverter"];
 
     [TestMethod]
     [DataRow("Microsoft.ML.Anomaly.Vision", "Microsoft.ML.ModelSaveContext.SetVersionInfo", "Microsoft.ML.ModelLoadContext.CheckAtModel")]
