@@ -86,7 +86,10 @@ public sealed class ModelIntegrityTests
         ITransformer model = ml.Model.Load(Path.Combine(folder, detector + ".zip"), out _);
         IDataView test = ml.Data.LoadFromEnumerable(expected.Select(e => new ImagePathRow { ImagePath = e.Path }));
         float[] scores = DetectorPersistenceTests.Scores(ml, model.Transform(test));
-        CollectionAssert.AreEqual(expected.Select(e => e.Score).ToArray(), scores);
+        // The scoring kernels may change the order of float sums between versions: equal up to rounding.
+        Assert.HasCount(expected.Length, scores);
+        for (int i = 0; i < scores.Length; i++)
+            Assert.AreEqual(expected[i].Score, scores[i], 1e-5f * Math.Max(1f, Math.Abs(expected[i].Score)), $"image {expected[i].Path}");
         if (detector == "cfa")
             Assert.AreEqual(0.5f, ((ImageAnomalyTransformerBase)model).Threshold);
         (model as IDisposable)?.Dispose();
