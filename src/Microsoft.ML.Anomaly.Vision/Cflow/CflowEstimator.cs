@@ -20,7 +20,9 @@ public sealed class CflowEstimator : ImageAnomalyEstimatorBase<CflowTransformer>
     /// <param name="input">Data with the image column (an MLImage or a text column of image paths).</param>
     /// <returns>The fitted transformer.</returns>
     public override CflowTransformer Fit(IDataView input) =>
-        BackboneFeatureExtraction.Fit(Host, input, _options, FeatureStorePrecision.Float32, BackboneFeatureExtraction.DefaultMemoryLimitBytes,
-            (features, progress) => CflowTrainer.Train(features, _options.ToTrainingOptions(), progress, _options.CancellationToken),
-            (backbone, model) => new CflowTransformer(Host, _options, backbone, model));
+        BackboneFeatureExtraction.Fit(Host, input, _options, FeatureStorePrecision.Float32, BackboneFeatureExtraction.DefaultMemoryLimitBytes, FitOnFeatures);
+
+    /// <summary>Trains on backbone features already extracted (in the order of <see cref="CflowOptions.Layers"/>); the transformer owns <paramref name="backbone"/>.</summary>
+    internal CflowTransformer FitOnFeatures(OnnxBackbone backbone, IFeatureSource features, IProgress<TrainingProgress> progress) =>
+        new(Host, _options, backbone, CflowTrainer.Train(features, _options.ToTrainingOptions(), progress, _options.CancellationToken));
 }
