@@ -11,7 +11,7 @@ public static class AnomalyVisionCatalog
     /// good parts; the transformer adds a <c>Score</c> and a pixel <c>AnomalyMap</c> per image.
     /// </summary>
     /// <param name="catalog">The transforms catalog.</param>
-    /// <param name="options">The detector's options; <see cref="BackboneDetectorOptions.BackbonePath"/> is required.</param>
+    /// <param name="options">The detector's options; the backbone is <see cref="ImageNetBackbones.ResNet18"/> unless <see cref="BackboneDetectorOptions.Backbone"/> or <see cref="BackboneDetectorOptions.BackbonePath"/> names another.</param>
     public static CfaEstimator DetectCfaAnomalies(this TransformsCatalog catalog, CfaOptions options) =>
         new(CatalogUtils.GetEnvironment(Checked(catalog)), options);
 
@@ -29,7 +29,7 @@ public static class AnomalyVisionCatalog
     /// images of good parts; the transformer adds a <c>Score</c> and, for the reconstruction-error score, an <c>AnomalyMap</c>.
     /// </summary>
     /// <param name="catalog">The transforms catalog.</param>
-    /// <param name="options">The detector's options; <see cref="BackboneDetectorOptions.BackbonePath"/> is required.</param>
+    /// <param name="options">The detector's options; the backbone is <see cref="ImageNetBackbones.ResNet18"/> unless <see cref="BackboneDetectorOptions.Backbone"/> or <see cref="BackboneDetectorOptions.BackbonePath"/> names another.</param>
     public static DfmEstimator DetectDfmAnomalies(this TransformsCatalog catalog, DfmOptions options) =>
         new(CatalogUtils.GetEnvironment(Checked(catalog)), options);
 
@@ -47,7 +47,7 @@ public static class AnomalyVisionCatalog
     /// the transformer adds a <c>Score</c> and a pixel <c>AnomalyMap</c> per image.
     /// </summary>
     /// <param name="catalog">The transforms catalog.</param>
-    /// <param name="options">The detector's options; <see cref="BackboneDetectorOptions.BackbonePath"/> is required.</param>
+    /// <param name="options">The detector's options; the backbone is <see cref="ImageNetBackbones.ResNet18"/> unless <see cref="BackboneDetectorOptions.Backbone"/> or <see cref="BackboneDetectorOptions.BackbonePath"/> names another.</param>
     public static CflowEstimator DetectCflowAnomalies(this TransformsCatalog catalog, CflowOptions options) =>
         new(CatalogUtils.GetEnvironment(Checked(catalog)), options);
 

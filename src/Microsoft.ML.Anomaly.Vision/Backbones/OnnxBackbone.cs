@@ -158,7 +158,11 @@ public sealed class OnnxBackbone : IDisposable
     public IReadOnlyList<string> Layers { get; }
 
     /// <summary>Whether the model's metadata marks its weights as random (<c>anomaly_vision.untrained</c> = <c>true</c>).</summary>
-    public bool IsUntrained => _prepared.IsUntrained;
+    public bool IsUntrained => !_prepared.Description.IsPretrained;
+
+    /// <summary>The backbone's name and source, from the model's metadata (<see cref="ResNetBackbones"/> and
+    /// <see cref="ImageNetBackbones"/> write them), and whether it is pretrained.</summary>
+    public BackboneDescription Description => _prepared.Description;
 
     /// <summary>Where ONNX Runtime runs the model: <c>"CPU"</c> or <c>"CUDA"</c>.</summary>
     public string ExecutionProvider { get; }

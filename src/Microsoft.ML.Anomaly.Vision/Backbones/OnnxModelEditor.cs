@@ -12,6 +12,12 @@ internal static class OnnxModelEditor
     /// <summary>Metadata key that marks a model whose weights are random.</summary>
     public const string UntrainedMetadataKey = "anomaly_vision.untrained";
 
+    /// <summary>Metadata key holding the backbone's name (<see cref="BackboneDescription.Name"/>).</summary>
+    public const string NameMetadataKey = "anomaly_vision.backbone_name";
+
+    /// <summary>Metadata key holding where the backbone's weights come from (<see cref="BackboneDescription.Source"/>).</summary>
+    public const string SourceMetadataKey = "anomaly_vision.backbone_source";
+
     /// <summary>The result of preparing a model: the edited bytes and what the backbone needs to run it.</summary>
     /// <param name="EditedModel">The serialized model whose outputs are <paramref name="OutputTensors"/>.</param>
     /// <param name="OutputTensors">Tensor name of each requested layer, in the order of the request.</param>
@@ -19,9 +25,18 @@ internal static class OnnxModelEditor
     /// <param name="FixedBatch">The batch size the model requires, or 0 when it is free.</param>
     /// <param name="FixedHeight">The image height the model requires, or 0 when it is free.</param>
     /// <param name="FixedWidth">The image width the model requires, or 0 when it is free.</param>
-    /// <param name="IsUntrained">Whether the model's metadata marks its weights as random.</param>
+    /// <param name="Description">The backbone's name and source from the model's metadata; pretrained unless marked untrained.</param>
     public sealed record Prepared(byte[] EditedModel, string[] OutputTensors, string InputName,
-        long FixedBatch, long FixedHeight, long FixedWidth, bool IsUntrained);
+        long FixedBatch, long FixedHeight, long FixedWidth, BackboneDescription Description);
+
+    /// <summary>Writes <paramref name="description"/> into the model's metadata (name, source, untrained mark).</summary>
+    public static void SetDescription(ModelProto model, BackboneDescription description)
+    {
+        model.MetadataProps.Add(new StringStringEntryProto { Key = NameMetadataKey, Value = description.Name });
+        model.MetadataProps.Add(new StringStringEntryProto { Key = SourceMetadataKey, Value = description.Source });
+        if (!description.IsPretrained)
+            model.MetadataProps.Add(new StringStringEntryProto { Key = UntrainedMetadataKey, Value = "true" });
+    }
 
     /// <summary>Parses ONNX bytes; anything that is not an ONNX model gives an <see cref="ArgumentException"/>.</summary>
     /// <param name="bytes">The serialized model.</param>
@@ -94,9 +109,17 @@ internal static class OnnxModelEditor
         }
         Prune(graph, input.Name);
 
-        bool untrained = model.MetadataProps.Any(p =>
-            p.Key == UntrainedMetadataKey && string.Equals(p.Value, "true", StringComparison.OrdinalIgnoreCase));
-        return new Prepared(model.ToByteArray(), tensors, input.Name, fixedBatch, fixedHeight, fixedWidth, untrained);
+        return new Prepared(model.ToByteArray(), tensors, input.Name, fixedBatch, fixedHeight, fixedWidth, ReadDescription(model, source));
+    }
+
+    /// <summary>The description in the model's metadata; a model without one is named by its graph and <paramref name="source"/>.</summary>
+    private static BackboneDescription ReadDescription(ModelProto model, string source)
+    {
+        string? Metadata(string key) => model.MetadataProps.FirstOrDefault(p => p.Key == key)?.Value;
+        bool untrained = string.Equals(Metadata(UntrainedMetadataKey), "true", StringComparison.OrdinalIgnoreCase);
+        string name = Metadata(NameMetadataKey) ?? Metadata(ResNetBackbones.ArchitectureMetadataKey)
+            ?? (string.IsNullOrEmpty(model.Graph.Name) ? "ONNX model" : $"ONNX model '{model.Graph.Name}'");
+        return new BackboneDescription(name, Metadata(SourceMetadataKey) ?? source, !untrained);
     }
 
     private static (long Batch, long Height, long Width) CheckImageInput(ValueInfoProto input, string source)
@@ -170,7 +193,7 @@ internal static class OnnxModelEditor
     }
 
     /// <summary>Drops nodes, initializers and value infos that the outputs do not need.</summary>
-    private static void Prune(GraphProto graph, string inputName)
+    public static void Prune(GraphProto graph, string inputName)
     {
         // Nodes with subgraphs may use outer values implicitly; leave such graphs alone.
         if (graph.Node.Any(n => n.Attribute.Any(a => a.G is not null || a.Graphs.Count > 0)))

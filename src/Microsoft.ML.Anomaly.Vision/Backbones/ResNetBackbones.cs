@@ -16,6 +16,9 @@ namespace Microsoft.ML.Anomaly.Vision;
 /// </remarks>
 public static class ResNetBackbones
 {
+    /// <summary>Metadata key holding the architecture's torchvision name.</summary>
+    internal const string ArchitectureMetadataKey = "anomaly_vision.architecture";
+
     private const int OpsetVersion = 17;
     private const long IrVersion = 8;
     private const float BatchNormEpsilon = 1e-5f;
@@ -29,7 +32,7 @@ public static class ResNetBackbones
     public static byte[] WriteResNet18(IReadOnlyDictionary<string, float[]> torchvisionStateDict)
     {
         ArgumentNullException.ThrowIfNull(torchvisionStateDict);
-        return Build(ResNetArchitecture.ResNet18, FromStateDict(torchvisionStateDict), untrainedSeed: null);
+        return Build(ResNetArchitecture.ResNet18, FromStateDict(torchvisionStateDict), StateDictDescription(ResNetArchitecture.ResNet18, "a torchvision state dict"), untrainedSeed: null);
     }
 
     /// <summary>Writes Wide-ResNet-50-2 (bottleneck blocks, [3, 4, 6, 3], width per group 128) with the weights of a torchvision state dict.</summary>
@@ -40,7 +43,25 @@ public static class ResNetBackbones
     public static byte[] WriteWideResNet50_2(IReadOnlyDictionary<string, float[]> torchvisionStateDict)
     {
         ArgumentNullException.ThrowIfNull(torchvisionStateDict);
-        return Build(ResNetArchitecture.WideResNet50_2, FromStateDict(torchvisionStateDict), untrainedSeed: null);
+        return Build(ResNetArchitecture.WideResNet50_2, FromStateDict(torchvisionStateDict), StateDictDescription(ResNetArchitecture.WideResNet50_2, "a torchvision state dict"), untrainedSeed: null);
+    }
+
+    /// <summary>
+    /// A backbone from a torchvision checkpoint of <c>resnet18</c> or <c>wide_resnet50_2</c> (anomaly detectors'
+    /// usual backbones): a state dict saved with <c>torch.save(model.state_dict(), path)</c> (<c>.pth</c>, <c>.pt</c>)
+    /// or as safetensors. The architecture is recognised from the keys; no code from the file is run.
+    /// </summary>
+    /// <param name="path">The checkpoint file; its format is recognised from its first bytes.</param>
+    /// <returns>The backbone, written as ONNX (outputs <c>layer1</c> … <c>layer4</c>) on its first use.</returns>
+    /// <exception cref="FileNotFoundException">The file does not exist.</exception>
+    /// <exception cref="ArgumentException">The file is not such a checkpoint; the message lists the missing, unexpected
+    /// and misshapen keys.</exception>
+    public static BackboneModel FromTorchvisionCheckpoint(string path)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(path);
+        var (architecture, parameters) = TorchvisionCheckpoint.Read(path);
+        var description = StateDictDescription(architecture, $"torchvision checkpoint {Path.GetFileName(path)}");
+        return new BackboneModel(description, () => Build(architecture, FromStateDict(parameters), description, untrainedSeed: null));
     }
 
     /// <summary>
@@ -50,7 +71,7 @@ public static class ResNetBackbones
     /// <param name="seed">Seed of the weights; the same seed gives the same bytes.</param>
     /// <returns>The serialized ONNX model, marked untrained in its metadata.</returns>
     public static byte[] CreateUntrainedResNet18(int seed = 0)
-        => Build(ResNetArchitecture.ResNet18, Random(seed), seed);
+        => Build(ResNetArchitecture.ResNet18, Random(seed), UntrainedDescription(ResNetArchitecture.ResNet18, seed), seed);
 
     /// <summary>
     /// Writes Wide-ResNet-50-2 with seeded random weights initialized as torchvision does. Such a model is for
@@ -59,13 +80,13 @@ public static class ResNetBackbones
     /// <param name="seed">Seed of the weights; the same seed gives the same bytes.</param>
     /// <returns>The serialized ONNX model, marked untrained in its metadata.</returns>
     public static byte[] CreateUntrainedWideResNet50_2(int seed = 0)
-        => Build(ResNetArchitecture.WideResNet50_2, Random(seed), seed);
+        => Build(ResNetArchitecture.WideResNet50_2, Random(seed), UntrainedDescription(ResNetArchitecture.WideResNet50_2, seed), seed);
 
     /// <summary>The parameters a torchvision state dict must hold for an architecture: key and shape, in graph order.</summary>
     internal static IReadOnlyList<(string Key, long[] Shape)> ParameterShapes(ResNetArchitecture architecture)
     {
         var list = new List<(string, long[])>();
-        Build(architecture, (key, shape, _, _) => list.Add((key, shape)), untrainedSeed: null, writeModel: false);
+        Build(architecture, (key, shape, _, _) => list.Add((key, shape)), description: null, untrainedSeed: null, writeModel: false);
         return list;
     }
 
@@ -111,10 +132,20 @@ public static class ResNetBackbones
         }
     };
 
-    private static byte[] Build(ResNetArchitecture architecture, WeightSource weights, int? untrainedSeed) =>
-        Build(architecture, weights, untrainedSeed, writeModel: true)!;
+    /// <summary>The torchvision name of an architecture (<c>resnet18</c>, <c>wide_resnet50_2</c>).</summary>
+    internal static string TorchvisionName(ResNetArchitecture architecture) =>
+        architecture == ResNetArchitecture.WideResNet50_2 ? "wide_resnet50_2" : "resnet18";
 
-    private static byte[]? Build(ResNetArchitecture architecture, WeightSource weights, int? untrainedSeed, bool writeModel)
+    private static BackboneDescription StateDictDescription(ResNetArchitecture architecture, string source) =>
+        new(TorchvisionName(architecture), source, IsPretrained: true);
+
+    private static BackboneDescription UntrainedDescription(ResNetArchitecture architecture, int seed) =>
+        new(TorchvisionName(architecture), $"random weights (seed {seed}) written by {nameof(ResNetBackbones)}", IsPretrained: false);
+
+    private static byte[] Build(ResNetArchitecture architecture, WeightSource weights, BackboneDescription description, int? untrainedSeed) =>
+        Build(architecture, weights, description, untrainedSeed, writeModel: true)!;
+
+    private static byte[]? Build(ResNetArchitecture architecture, WeightSource weights, BackboneDescription? description, int? untrainedSeed, bool writeModel)
     {
         var g = new GraphBuilder(weights, writeModel);
         bool bottleneck = architecture == ResNetArchitecture.WideResNet50_2;
@@ -177,7 +208,7 @@ public static class ResNetBackbones
         if (!writeModel)
             return null;
 
-        string archName = bottleneck ? "wide_resnet50_2" : "resnet18";
+        string archName = TorchvisionName(architecture);
         var graph = g.Graph;
         graph.Name = archName;
         graph.Input.Add(FloatTensorInfo("input", Dim("batch"), Dim(3), Dim("height"), Dim("width")));
@@ -192,12 +223,12 @@ public static class ResNetBackbones
             Graph = graph,
         };
         model.OpsetImport.Add(new OperatorSetIdProto { Domain = "", Version = OpsetVersion });
-        model.MetadataProps.Add(new StringStringEntryProto { Key = "anomaly_vision.architecture", Value = archName });
+        model.MetadataProps.Add(new StringStringEntryProto { Key = ArchitectureMetadataKey, Value = archName });
+        OnnxModelEditor.SetDescription(model, description!);
         if (untrainedSeed is int seed)
         {
             model.DocString = $"torchvision {archName} feature extractor with RANDOM weights (seed {seed}), not pretrained: " +
                               "for tests and demos only; its features do not detect anomalies as a pretrained backbone's do.";
-            model.MetadataProps.Add(new StringStringEntryProto { Key = OnnxModelEditor.UntrainedMetadataKey, Value = "true" });
         }
         else
         {
@@ -206,11 +237,11 @@ public static class ResNetBackbones
         return model.ToByteArray();
     }
 
-    private static TensorShapeProto.Types.Dimension Dim(long value) => new() { DimValue = value };
+    internal static TensorShapeProto.Types.Dimension Dim(long value) => new() { DimValue = value };
 
-    private static TensorShapeProto.Types.Dimension Dim(string name) => new() { DimParam = name };
+    internal static TensorShapeProto.Types.Dimension Dim(string name) => new() { DimParam = name };
 
-    private static ValueInfoProto FloatTensorInfo(string name, params TensorShapeProto.Types.Dimension[] dims)
+    internal static ValueInfoProto FloatTensorInfo(string name, params TensorShapeProto.Types.Dimension[] dims)
     {
         var shape = new TensorShapeProto();
         shape.Dim.AddRange(dims);
@@ -219,6 +250,20 @@ public static class ResNetBackbones
             Name = name,
             Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = (int)TensorProto.Types.DataType.Float, Shape = shape } },
         };
+    }
+
+    /// <summary>The bytes of <paramref name="values"/> in ONNX's raw_data layout (little-endian).</summary>
+    internal static ByteString LittleEndianBytes(float[] values) => RawData(MemoryMarshal.AsBytes(values.AsSpan()).ToArray());
+
+    /// <summary>Wraps floats stored in <paramref name="raw"/> in this machine's byte order as raw_data, made little-endian in place.</summary>
+    private static ByteString RawData(byte[] raw)
+    {
+        if (!BitConverter.IsLittleEndian)
+        {
+            for (int i = 0; i < raw.Length; i += 4)
+                Array.Reverse(raw, i, 4);
+        }
+        return UnsafeByteOperations.UnsafeWrap(raw);
     }
 
     /// <summary>Appends nodes and initializers, naming them as the TorchScript-based exporter does.</summary>
@@ -295,14 +340,9 @@ public static class ResNetBackbones
             long count = shape.Aggregate(1L, (a, b) => a * b);
             byte[] raw = new byte[count * sizeof(float)];
             _weights(key, shape, kind, MemoryMarshal.Cast<byte, float>(raw.AsSpan()));
-            if (!BitConverter.IsLittleEndian)
-            {
-                for (int i = 0; i < raw.Length; i += 4)
-                    Array.Reverse(raw, i, 4);
-            }
             var tensor = new TensorProto { Name = key, DataType = (int)TensorProto.Types.DataType.Float };
             tensor.Dims.AddRange(shape);
-            tensor.RawData = UnsafeByteOperations.UnsafeWrap(raw);
+            tensor.RawData = RawData(raw);
             Graph.Initializer.Add(tensor);
             return key;
         }

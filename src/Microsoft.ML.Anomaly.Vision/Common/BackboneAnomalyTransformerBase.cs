@@ -70,6 +70,9 @@ public abstract class BackboneAnomalyTransformerBase : ImageAnomalyTransformerBa
     /// <summary>Threads ONNX Runtime uses inside one backbone run (0 = automatic).</summary>
     public int BackboneThreads { get; }
 
+    /// <summary>Which backbone the detector stands on: name, source, and whether it is pretrained.</summary>
+    public BackboneDescription BackboneDescription => Backbone.Description;
+
     /// <summary>The backbone layers the detector reads, in order.</summary>
     public IReadOnlyList<string> BackboneLayers => Backbone.Layers;
 

@@ -17,8 +17,17 @@ public abstract class BackboneDetectorOptions : ImageAnomalyDetectorOptions
     }
 
     /// <summary>
+    /// The backbone, for example <see cref="ImageNetBackbones.ResNet18"/> or <see cref="ResNetBackbones.FromTorchvisionCheckpoint"/>.
+    /// When neither this nor <see cref="BackbonePath"/> is set, the detectors use <see cref="ImageNetBackbones.ResNet18"/>
+    /// (the ImageNet ResNet-18 of the NuGet package <c>Microsoft.ML.DnnImageFeaturizer.ResNet18</c>, which this library
+    /// references). The model's bytes are stored in the saved model.
+    /// </summary>
+    public BackboneModel? Backbone { get; set; }
+
+    /// <summary>
     /// Path of the backbone's ONNX file (for example a torchvision ResNet exported with <c>torch.onnx.export</c>,
-    /// or one written by <see cref="ResNetBackbones"/>). Required. The model's bytes are stored in the saved model.
+    /// or one written by <see cref="ResNetBackbones"/>), instead of <see cref="Backbone"/>. The model's bytes are
+    /// stored in the saved model.
     /// </summary>
     public string? BackbonePath { get; set; }
 
@@ -65,10 +74,10 @@ public abstract class BackboneDetectorOptions : ImageAnomalyDetectorOptions
     internal void ValidateBackboneOptions(string paramName)
     {
         Validate(paramName);
-        if (string.IsNullOrWhiteSpace(BackbonePath))
-            throw new ArgumentException(
-                $"{nameof(BackbonePath)} must name the backbone's ONNX file (export a torchvision ResNet with torch.onnx.export, " +
-                $"or write one with {nameof(ResNetBackbones)}).", paramName);
+        if (Backbone is not null && BackbonePath is not null)
+            throw new ArgumentException($"Set {nameof(Backbone)} or {nameof(BackbonePath)}, not both.", paramName);
+        if (BackbonePath is not null && string.IsNullOrWhiteSpace(BackbonePath))
+            throw new ArgumentException($"{nameof(BackbonePath)} must name the backbone's ONNX file, or be null.", paramName);
         if (ImageHeight < 32 || ImageWidth < 32)
             throw new ArgumentException($"{nameof(ImageHeight)} and {nameof(ImageWidth)} must be at least 32 pixels, not {ImageHeight}×{ImageWidth}.", paramName);
         if (!Enum.IsDefined(Device))

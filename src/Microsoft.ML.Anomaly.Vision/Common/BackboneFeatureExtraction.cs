@@ -38,18 +38,21 @@ internal static class BackboneFeatureExtraction
         }
     }
 
-    /// <summary>Opens the backbone named by the options and logs which execution provider runs it.</summary>
+    /// <summary>Opens the backbone the options name (the ImageNet ResNet-18 by default) and logs which it is and where it runs.</summary>
     private static OnnxBackbone OpenBackbone(IChannel channel, BackboneDetectorOptions options)
     {
-        var backbone = OnnxBackbone.Load(options.BackbonePath!, options.BackboneLayers, options.BackboneThreads,
-            preferCuda: options.Device != ComputeDevice.Cpu);
-        channel.Info($"Backbone {Path.GetFileName(options.BackbonePath)} runs on ONNX Runtime's {backbone.ExecutionProvider} execution provider.");
+        bool preferCuda = options.Device != ComputeDevice.Cpu;
+        var backbone = options.BackbonePath is not null
+            ? OnnxBackbone.Load(options.BackbonePath, options.BackboneLayers, options.BackboneThreads, preferCuda)
+            : OnnxBackbone.FromBytes((options.Backbone ?? ImageNetBackbones.ResNet18()).GetOnnxBytes(), options.BackboneLayers,
+                options.BackboneThreads, preferCuda);
+        channel.Info($"Backbone: {backbone.Description}; runs on ONNX Runtime's {backbone.ExecutionProvider} execution provider.");
         if (options.Device == ComputeDevice.Cuda && backbone.ExecutionProvider != "CUDA")
             channel.Warning("CUDA was requested but ONNX Runtime's CUDA execution provider is not available; the backbone runs on the CPU.");
         if (backbone.IsUntrained)
             channel.Warning(
-                $"The backbone {options.BackbonePath} has UNTRAINED random weights (written by ResNetBackbones.CreateUntrained...). " +
-                "Its features are not pretrained ones and detection quality will be far below that of an ImageNet-pretrained backbone.");
+                $"The backbone ({backbone.Description.Source}) has UNTRAINED random weights. Its features are not pretrained ones and " +
+                "detection quality will be far below that of an ImageNet-pretrained backbone such as ImageNetBackbones.ResNet18().");
         return backbone;
     }
 

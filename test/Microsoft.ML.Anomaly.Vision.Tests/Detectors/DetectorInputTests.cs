@@ -19,11 +19,13 @@ public sealed class DetectorInputTests
     }
 
     [TestMethod]
-    public void MissingBackbonePathIsRejectedWithTheOptionName()
+    public void BackboneAndBackbonePathTogetherAreRejectedWithTheOptionNames()
     {
         var ml = new MLContext();
-        var error = Assert.Throws<ArgumentException>(() => ml.Transforms.DetectCfaAnomalies(new CfaOptions()));
+        var options = new CfaOptions { Backbone = ImageNetBackbones.ResNet18(), BackbonePath = DetectorFixture.BackbonePath };
+        var error = Assert.Throws<ArgumentException>(() => ml.Transforms.DetectCfaAnomalies(options));
         Assert.AreEqual("options", error.ParamName);
+        StringAssert.Contains(error.Message, nameof(CfaOptions.Backbone));
         StringAssert.Contains(error.Message, nameof(CfaOptions.BackbonePath));
     }
 

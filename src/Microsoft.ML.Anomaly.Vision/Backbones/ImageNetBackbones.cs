@@ -1,0 +1,218 @@
+using System.Collections.Concurrent;
+using System.Runtime.InteropServices;
+using Google.Protobuf;
+using Microsoft.ML.Anomaly.Vision.Onnx;
+
+namespace Microsoft.ML.Anomaly.Vision;
+
+/// <summary>
+/// ImageNet-pretrained backbones from NuGet packages, converted in C# into the feature extractors the detectors read.
+/// </summary>
+/// <remarks>
+/// <para><see cref="ResNet18"/> reads <c>ResNet18.onnx</c> of the NuGet package
+/// <c>Microsoft.ML.DnnImageFeaturizer.ResNet18</c> (by the ML.NET team, MIT licence; its build copies the file to
+/// <c>DnnImageModels/ResNet18Onnx/</c> in the application's folder). That model is a CNTK export of an
+/// ImageNet-trained ResNet-18 whose last stage has three basic blocks instead of torchvision's two; it takes
+/// 1×3×224×224 images in BGR order, 0–255, minus a per-pixel mean image, and ends in a global average pool.</para>
+/// <para>The conversion edits the graph and nothing else of the network: conv1's input channels are reordered
+/// to RGB and multiplied by 255·std, and a constant (255·mean − channel mean of the mean image)/(255·std), about
+/// 0.01, is added to the input, so the model takes images normalised as the detectors feed them (ImageNet
+/// mean and standard deviation, RGB); the mean image is replaced by its per-channel means (its pixels differ
+/// from them by 3–6 grey levels). Batch, height and width become free; the CNTK export's asymmetric pads
+/// (conv1 [3, 3, 2, 2], max pool and strided convolutions [1, 1, 0, 0]) become torchvision's symmetric ones,
+/// which take exactly the same windows at even sizes and torchvision's windows at odd ones; the stage outputs
+/// become the graph outputs <c>layer1</c> … <c>layer4</c> and the pooling head is dropped.</para>
+/// </remarks>
+public static class ImageNetBackbones
+{
+    /// <summary>The NuGet package that ships the ImageNet ResNet-18 ONNX file.</summary>
+    public const string ResNet18PackageId = "Microsoft.ML.DnnImageFeaturizer.ResNet18";
+
+    /// <summary>The package version whose file the conversion is written for.</summary>
+    public const string ResNet18PackageVersion = "0.23.1";
+
+    /// <summary>Where the package's build puts the file, relative to the application's folder.</summary>
+    public static readonly string ResNet18RelativePath = Path.Combine("DnnImageModels", "ResNet18Onnx", "ResNet18.onnx");
+
+    // Tensors of the CNTK export: the image input and the output of each stage (layer1 … layer4).
+    private const string OriginalInput = "Input247";
+    private static readonly string[] StageTensors = ["ReLU283_Output_0", "ReLU315_Output_0", "ReLU347_Output_0", "ReLU393_Output_0"];
+    private const int ConvolutionCount = 22;         // conv1, 2·(2+2+2+3) block convolutions, 3 downsample convolutions
+    private const int OriginalSize = 224;
+
+    /// <summary>Per-channel means (R, G, B) of the package's mean image <c>MeanImage</c> (ResNetPreprocess.onnx), 0–255.</summary>
+    internal static ReadOnlySpan<float> MeanImageChannelMeans => [123.151634f, 115.902885f, 103.06262f];
+
+    private static readonly ConcurrentDictionary<string, BackboneModel> Converted = new(StringComparer.Ordinal);
+
+    /// <summary>The description of the converted ImageNet ResNet-18.</summary>
+    public static BackboneDescription ResNet18Description { get; } = new(
+        "ResNet-18 (ImageNet; 3 blocks in layer4)",
+        $"NuGet package {ResNet18PackageId} {ResNet18PackageVersion} (ML.NET team, MIT licence)",
+        IsPretrained: true);
+
+    /// <summary>
+    /// The ImageNet-pretrained ResNet-18 of the NuGet package <c>Microsoft.ML.DnnImageFeaturizer.ResNet18</c>,
+    /// converted to a feature extractor with outputs <c>layer1</c> … <c>layer4</c> at its first use (once per file
+    /// and process). The detectors use it when neither <see cref="BackboneDetectorOptions.Backbone"/> nor
+    /// <see cref="BackboneDetectorOptions.BackbonePath"/> is set.
+    /// </summary>
+    /// <param name="path">The package's <c>ResNet18.onnx</c>; default: <see cref="ResNet18RelativePath"/> in the
+    /// application's folder, where the package's build copies it.</param>
+    /// <returns>The backbone; the same instance for the same file.</returns>
+    /// <exception cref="FileNotFoundException">The file is not there; the message names the package to add.</exception>
+    /// <remarks>Conversion fails with an <see cref="ArgumentException"/> when the file is not that model.</remarks>
+    public static BackboneModel ResNet18(string? path = null)
+    {
+        string full = Path.GetFullPath(path ?? Path.Combine(AppContext.BaseDirectory, ResNet18RelativePath));
+        if (!File.Exists(full))
+        {
+            throw new FileNotFoundException(
+                $"The ImageNet ResNet-18 model '{full}' does not exist. Add the NuGet package {ResNet18PackageId} " +
+                $"(version {ResNet18PackageVersion}) to the application's project: its build copies {ResNet18RelativePath} " +
+                "into the output folder. Or pass the path of that file.", full);
+        }
+        return Converted.GetOrAdd(full, file => new BackboneModel(ResNet18Description,
+            () => ConvertResNet18(File.ReadAllBytes(file), $"'{file}'")));
+    }
+
+    /// <summary>Converts the package's ResNet18.onnx (see the remarks of <see cref="ImageNetBackbones"/>).</summary>
+    /// <param name="original">The bytes of the package's file.</param>
+    /// <param name="source">Where the bytes come from, for messages.</param>
+    /// <returns>The serialized feature extractor.</returns>
+    /// <exception cref="ArgumentException">The bytes are not that model.</exception>
+    internal static byte[] ConvertResNet18(byte[] original, string source)
+    {
+        ModelProto model = OnnxModelEditor.Parse(original, source, nameof(original));
+        GraphProto graph = model.Graph;
+        var initializers = graph.Initializer.ToDictionary(t => t.Name, StringComparer.Ordinal);
+        var conv1 = CheckIsResNet18(graph, initializers, source);
+
+        // conv1 takes normalised RGB: W'[o, c] = W[o, 2 − c] · 255 · std[c].
+        TensorProto weight = initializers[conv1.Input[1]];
+        float[] w = ReadFloats(weight);
+        float[] converted = new float[w.Length];
+        int kernel = 7 * 7;
+        for (int o = 0; o < 64; o++)
+            for (int c = 0; c < 3; c++)
+            {
+                float scale = 255f * ImageTensorConverter.StandardDeviation[c];
+                var from = w.AsSpan((o * 3 + (2 - c)) * kernel, kernel);
+                var to = converted.AsSpan((o * 3 + c) * kernel, kernel);
+                for (int k = 0; k < kernel; k++)
+                    to[k] = from[k] * scale;
+            }
+        WriteFloats(weight, converted);
+
+        // x + offset, before conv1 (zero padding then pads exactly where the original's did).
+        float[] offset = new float[3];
+        for (int c = 0; c < 3; c++)
+            offset[c] = (255f * ImageTensorConverter.Mean[c] - MeanImageChannelMeans[c]) / (255f * ImageTensorConverter.StandardDeviation[c]);
+        var offsetTensor = new TensorProto { Name = "input_offset", DataType = (int)TensorProto.Types.DataType.Float };
+        offsetTensor.Dims.AddRange([1, 3, 1, 1]);
+        WriteFloats(offsetTensor, offset);
+        graph.Initializer.Add(offsetTensor);
+        var shift = new NodeProto { Name = "input_offset_add", OpType = "Add" };
+        shift.Input.AddRange(["input", "input_offset"]);
+        shift.Output.Add("input_shifted");
+        conv1.Input[0] = "input_shifted";
+        graph.Node.Insert(0, shift);
+
+        foreach (var node in graph.Node)
+        {
+            if (node.OpType is "Conv" or "MaxPool")
+                MakePadsSymmetric(node);
+            for (int i = 0; i < node.Output.Count; i++)
+            {
+                int stage = Array.IndexOf(StageTensors, node.Output[i]);
+                if (stage >= 0)
+                    node.Output[i] = $"layer{stage + 1}";
+            }
+            for (int i = 0; i < node.Input.Count; i++)
+            {
+                int stage = Array.IndexOf(StageTensors, node.Input[i]);
+                if (stage >= 0)
+                    node.Input[i] = $"layer{stage + 1}";
+            }
+        }
+
+        graph.Input.Clear();
+        graph.Input.Add(ResNetBackbones.FloatTensorInfo("input", ResNetBackbones.Dim("batch"), ResNetBackbones.Dim(3), ResNetBackbones.Dim("height"), ResNetBackbones.Dim("width")));
+        graph.Output.Clear();
+        for (int stage = 0; stage < StageTensors.Length; stage++)
+        {
+            string name = $"layer{stage + 1}";
+            graph.Output.Add(ResNetBackbones.FloatTensorInfo(name, ResNetBackbones.Dim("batch"), ResNetBackbones.Dim(64 << stage),
+                ResNetBackbones.Dim($"{name}_height"), ResNetBackbones.Dim($"{name}_width")));
+        }
+        graph.ValueInfo.Clear();                       // fixed 224×224 shapes of the original
+        OnnxModelEditor.Prune(graph, "input");          // drops the pooling head
+        graph.Name = "resnet18_imagenet_dnnimagefeaturizer";
+
+        // Initializers need not be graph inputs from IR version 4 on (the CNTK export says 3 but does not list them).
+        model.IrVersion = Math.Max(model.IrVersion, 4);
+        model.ProducerName = "Anomaly.Vision";
+        model.ProducerVersion = typeof(ImageNetBackbones).Assembly.GetName().Version?.ToString() ?? "0";
+        model.DocString = $"ImageNet ResNet-18 (3 blocks in layer4) of {ResNet18Description.Source}, converted to a feature extractor: " +
+                          "input N×3×H×W normalised with the ImageNet mean and standard deviation (RGB), outputs layer1 to layer4.";
+        model.MetadataProps.Clear();
+        model.MetadataProps.Add(new StringStringEntryProto { Key = ResNetBackbones.ArchitectureMetadataKey, Value = "resnet18_dnnimagefeaturizer" });
+        OnnxModelEditor.SetDescription(model, ResNet18Description);
+        return model.ToByteArray();
+    }
+
+    private static NodeProto CheckIsResNet18(GraphProto graph, Dictionary<string, TensorProto> initializers, string source)
+    {
+        string Fail(string reason) =>
+            $"{source} is not the ImageNet ResNet-18 of the NuGet package {ResNet18PackageId} {ResNet18PackageVersion} " +
+            $"(DnnImageModels/ResNet18Onnx/ResNet18.onnx): {reason}";
+
+        var inputs = graph.Input.Where(i => !initializers.ContainsKey(i.Name)).ToList();
+        if (inputs.Count != 1 || inputs[0].Name != OriginalInput)
+            throw new ArgumentException(Fail($"its image input is not '{OriginalInput}' (inputs: {string.Join(", ", inputs.Select(i => i.Name))})."), "path");
+        var dims = inputs[0].Type?.TensorType?.Shape?.Dim;
+        if (dims is null || dims.Count != 4 || dims[1].DimValue != 3 || dims[2].DimValue != OriginalSize || dims[3].DimValue != OriginalSize)
+            throw new ArgumentException(Fail($"input '{OriginalInput}' is not 1×3×{OriginalSize}×{OriginalSize}."), "path");
+        var produced = new HashSet<string>(graph.Node.SelectMany(n => n.Output), StringComparer.Ordinal);
+        var missing = StageTensors.Where(t => !produced.Contains(t)).ToList();
+        if (missing.Count > 0)
+            throw new ArgumentException(Fail($"it has no stage tensor {string.Join(", ", missing)}."), "path");
+        var convs = graph.Node.Where(n => n.OpType == "Conv").ToList();
+        if (convs.Count != ConvolutionCount)
+            throw new ArgumentException(Fail($"it has {convs.Count} convolutions, not {ConvolutionCount}."), "path");
+        var consumers = graph.Node.Where(n => n.Input.Contains(OriginalInput)).ToList();
+        if (consumers.Count != 1 || consumers[0].OpType != "Conv" || consumers[0].Input.Count < 2
+            || !initializers.TryGetValue(consumers[0].Input[1], out var weight)
+            || weight.DataType != (int)TensorProto.Types.DataType.Float || !weight.Dims.SequenceEqual([64L, 3, 7, 7]))
+            throw new ArgumentException(Fail($"'{OriginalInput}' does not feed a single 7×7 convolution with 64×3×7×7 float weights."), "path");
+        if (graph.Node.Any(n => n.Attribute.Any(a => a.Name == "auto_pad" && a.S.ToStringUtf8() is not ("" or "NOTSET"))))
+            throw new ArgumentException(Fail("a node uses auto_pad."), "path");
+        return consumers[0];
+    }
+
+    private static void MakePadsSymmetric(NodeProto node)
+    {
+        var pads = node.Attribute.FirstOrDefault(a => a.Name == "pads");
+        if (pads is null || pads.Ints.Count != 4)
+            return;
+        pads.Ints[2] = pads.Ints[0];
+        pads.Ints[3] = pads.Ints[1];
+    }
+
+    private static float[] ReadFloats(TensorProto tensor)
+    {
+        if (tensor.FloatData.Count > 0)
+            return tensor.FloatData.ToArray();
+        var values = MemoryMarshal.Cast<byte, float>(tensor.RawData.Span).ToArray();
+        if (!BitConverter.IsLittleEndian)
+            for (int i = 0; i < values.Length; i++)
+                values[i] = BitConverter.Int32BitsToSingle(System.Buffers.Binary.BinaryPrimitives.ReverseEndianness(BitConverter.SingleToInt32Bits(values[i])));
+        return values;
+    }
+
+    private static void WriteFloats(TensorProto tensor, float[] values)
+    {
+        tensor.FloatData.Clear();
+        tensor.RawData = ResNetBackbones.LittleEndianBytes(values);
+    }
+}
