@@ -56,10 +56,7 @@ public sealed class ImageDetectorSweep
         CancellationToken cancellation = _options.CancellationToken;
         int seed = _options.Seed ?? _contextSeed ?? 0;
         var trials = PlanTrials(seed);
-        string backbonePath = _options.BackbonePath!;
-        if (!File.Exists(backbonePath))
-            throw new FileNotFoundException($"The backbone file '{backbonePath}' does not exist.", backbonePath);
-        byte[] backboneBytes = File.ReadAllBytes(backbonePath);
+        var (backboneBytes, backboneName) = ReadBackbone();
         channel.Info($"Sweep of {trials.Count} trials ({_options.Strategy} search, seed {seed}), maximising {_options.Metric}.");
 
         var results = new List<SweepTrialResult>();
@@ -80,7 +77,7 @@ public sealed class ImageDetectorSweep
                 Report("features", 0, trials.Count, $"backbone features at {group.Key} px ({string.Join(", ", layers)})");
                 using SweepFeatures features = SweepFeatures.Extract(channel, backboneBytes, layers, group.Key, data, _options,
                     BackboneFeatureExtraction.TrainingProgressSink(channel, null));
-                extractions.Add(new SweepFeatureExtraction(group.Key, Path.GetFileName(backbonePath), layers, features.Train.Count,
+                extractions.Add(new SweepFeatureExtraction(group.Key, backboneName, layers, features.Train.Count,
                     features.Validation.Count, features.TrainSeconds + features.ValidationSeconds));
                 foreach (var trial in group)
                 {
@@ -143,6 +140,19 @@ public sealed class ImageDetectorSweep
         return count;
     }
 
+    /// <summary>The backbone's ONNX bytes (read once for all trials) and its name.</summary>
+    private (byte[] Bytes, string Name) ReadBackbone()
+    {
+        if (_options.BackbonePath is string path)
+        {
+            if (!File.Exists(path))
+                throw new FileNotFoundException($"The backbone file '{path}' does not exist.", path);
+            return (File.ReadAllBytes(path), Path.GetFileName(path));
+        }
+        BackboneModel model = _options.Backbone ?? ImageNetBackbones.ResNet18();
+        return (model.GetOnnxBytes(), model.Description.Name);
+    }
+
     private bool OverBudget(Stopwatch clock) => _options.TimeBudget is TimeSpan budget && clock.Elapsed >= budget;
 
     private void Report(string stage, int trial, int trials, string message, SweepTrialResult? result = null) =>
@@ -177,6 +187,7 @@ public sealed class ImageDetectorSweep
         foreach (var (size, plan) in plans.GroupBy(p => p.Size).SelectMany(g => g))
         {
             BackboneDetectorOptions options = plan.CreateOptions();
+            options.Backbone = _options.Backbone;
             options.BackbonePath = _options.BackbonePath;
             options.InputColumnName = _options.InputColumnName;
             options.ImageHeight = size;
@@ -226,7 +237,8 @@ public sealed class ImageDetectorSweep
 
             clock.Restart();
             var (scores, maps) = Score(model, features, layers);
-            result.ScoringImagesPerSecond = features.Validation.Count / (features.ValidationSeconds + clock.Elapsed.TotalSeconds);
+            result.ValidationSeconds = features.ValidationSeconds + clock.Elapsed.TotalSeconds;
+            result.ScoringImagesPerSecond = features.Validation.Count / result.ValidationSeconds;
             result.Metrics = Evaluate(scores, maps, features, data, model.ProducesMap);
             result.MetricValue = _options.Metric switch
             {

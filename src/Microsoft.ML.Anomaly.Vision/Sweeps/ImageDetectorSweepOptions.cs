@@ -37,7 +37,13 @@ public enum SweepMetric
 /// </summary>
 public sealed class ImageDetectorSweepOptions
 {
-    /// <summary>Path of the backbone's ONNX file shared by every trial. Required.</summary>
+    /// <summary>
+    /// The backbone every trial shares, for example <see cref="ImageNetBackbones.ResNet18"/>; when neither this nor
+    /// <see cref="BackbonePath"/> is set, the ImageNet ResNet-18 (the detectors' default).
+    /// </summary>
+    public BackboneModel? Backbone { get; set; }
+
+    /// <summary>Path of the backbone's ONNX file every trial shares, instead of <see cref="Backbone"/>.</summary>
     public string? BackbonePath { get; set; }
 
     /// <summary>Image column of the training (and validation) data: MLImage or text paths; the synthetic split needs paths. Default "Image".</summary>
@@ -114,8 +120,10 @@ public sealed class ImageDetectorSweepOptions
     /// <summary>Checks the options; throws <see cref="ArgumentException"/> naming <paramref name="paramName"/>.</summary>
     internal void Validate(string paramName)
     {
-        if (string.IsNullOrWhiteSpace(BackbonePath))
-            throw new ArgumentException($"{nameof(BackbonePath)} must name the backbone's ONNX file.", paramName);
+        if (Backbone is not null && BackbonePath is not null)
+            throw new ArgumentException($"Set {nameof(Backbone)} or {nameof(BackbonePath)}, not both.", paramName);
+        if (BackbonePath is not null && string.IsNullOrWhiteSpace(BackbonePath))
+            throw new ArgumentException($"{nameof(BackbonePath)} must name the backbone's ONNX file, or be null.", paramName);
         if (string.IsNullOrWhiteSpace(InputColumnName))
             throw new ArgumentException($"{nameof(InputColumnName)} must be a non-empty column name.", paramName);
         if (string.IsNullOrWhiteSpace(LabelColumnName))

@@ -13,7 +13,7 @@ public static class SweepCatalog
     /// receives the sweep's messages.
     /// </summary>
     /// <param name="catalog">The anomaly detection catalog.</param>
-    /// <param name="options">The sweep's options; <see cref="ImageDetectorSweepOptions.BackbonePath"/> is required.</param>
+    /// <param name="options">The sweep's options (the backbone defaults to the ImageNet ResNet-18).</param>
     public static ImageDetectorSweep SweepImageDetectors(this AnomalyDetectionCatalog catalog, ImageDetectorSweepOptions options)
     {
         ArgumentNullException.ThrowIfNull(catalog);

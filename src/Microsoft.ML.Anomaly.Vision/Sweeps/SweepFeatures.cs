@@ -47,6 +47,9 @@ internal sealed class SweepFeatures : IDisposable
         ImageDetectorSweepOptions options, IProgress<TrainingProgress>? progress)
     {
         using OnnxBackbone backbone = OnnxBackbone.FromBytes(backboneBytes, layers, options.BackboneThreads, preferCuda: options.Device != ComputeDevice.Cpu);
+        channel.Info($"Backbone: {backbone.Description}; runs on ONNX Runtime's {backbone.ExecutionProvider} execution provider.");
+        if (backbone.IsUntrained)
+            channel.Warning($"The backbone ({backbone.Description.Source}) has UNTRAINED random weights; every trial's quality will be far below a pretrained backbone's.");
         FeatureStore? train = null, validation = null;
         try
         {

@@ -41,6 +41,12 @@ public sealed class SweepTrialResult
     /// <summary>Seconds of the trial's own training on the shared features.</summary>
     public double TrainSeconds { get; internal set; }
 
+    /// <summary>
+    /// Seconds a standalone scoring of the validation set by this trial's model takes: the validation images' share of
+    /// the backbone (shared in the sweep) plus the detector's own scoring.
+    /// </summary>
+    public double ValidationSeconds { get; internal set; }
+
     /// <summary>Validation images scored per second end to end: the backbone's share of its size group plus the detector's own scoring.</summary>
     public double ScoringImagesPerSecond { get; internal set; }
 
@@ -126,6 +132,13 @@ public sealed class SweepResult : IDisposable
     /// <summary>The trials' summed <see cref="SweepTrialResult.FitSeconds"/>: what fitting each configuration on its own would cost.</summary>
     public double SummedStandaloneFitSeconds => Trials.Sum(t => t.FitSeconds);
 
+    /// <summary>
+    /// The trials' summed standalone fit and validation seconds (<see cref="SweepTrialResult.FitSeconds"/> +
+    /// <see cref="SweepTrialResult.ValidationSeconds"/>): what running each configuration on its own would cost, to compare
+    /// with <see cref="WallSeconds"/>.
+    /// </summary>
+    public double SummedStandaloneSeconds => Trials.Sum(t => t.FitSeconds + t.ValidationSeconds);
+
     /// <summary>Whether the time budget stopped the sweep before all planned trials ran.</summary>
     public bool TimeBudgetReached { get; }
 
@@ -149,7 +162,8 @@ public sealed class SweepResult : IDisposable
         }
         text.Append(CultureInfo.InvariantCulture,
             $"{Trials.Count} trials, {(SyntheticValidation ? "synthetic" : "labelled")} validation ({ValidationImages} images), wall {WallSeconds:F1} s, " +
-            $"summed standalone fits {SummedStandaloneFitSeconds:F1} s, {FeatureExtractions.Count} feature extraction(s)");
+            $"standalone fits {SummedStandaloneFitSeconds:F1} s + validations {SummedStandaloneSeconds - SummedStandaloneFitSeconds:F1} s = " +
+            $"{SummedStandaloneSeconds:F1} s, {FeatureExtractions.Count} feature extraction(s)");
         if (TimeBudgetReached)
             text.Append(", stopped by the time budget");
         return text.Append('\n').ToString();
