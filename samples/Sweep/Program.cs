@@ -47,11 +47,11 @@ var options = new ImageDetectorSweepOptions
         },
         new DfmSearchSpace { Layer = "layer3", PoolingKernelSize = SearchParameter.Choice(1, 2), VarianceShare = SearchParameter.Range(0.95f, 0.999f) },
         new DfmSearchSpace { Layer = "layer2", PoolingKernelSize = SearchParameter.Choice(2, 4), VarianceShare = SearchParameter.Range(0.95f, 0.999f) },
-        new CfaSearchSpace { GammaD = SearchParameter.Choice(2, 4), NumNearestNeighbors = SearchParameter.Choice(3, 5), Epochs = SearchParameter.Choice(1, 2) },
+        new CfaSearchSpace { GammaD = SearchParameter.Choice(2, 4), NumNearestNeighbors = SearchParameter.Choice(3, 5), Epochs = 1 },
         new CflowSearchSpace
         {
-            Layers = SearchParameter.Choice(new[] { "layer3" }, new[] { "layer2", "layer3" }), CouplingBlocks = SearchParameter.Choice(2, 4),
-            ConditionVectorSize = 64, Epochs = 1, Configure = o => o.FiberBatchSize = 512,
+            Layers = new[] { "layer3" }, CouplingBlocks = SearchParameter.Choice(2, 4), ConditionVectorSize = 64, Epochs = 1,
+            Configure = o => o.FiberBatchSize = 512,
         },
     ],
     Progress = new ConsoleProgress(),

@@ -62,6 +62,7 @@ public sealed class ImageDetectorSweep
         var results = new List<SweepTrialResult>();
         var extractions = new List<SweepFeatureExtraction>();
         BestTrial? best = null;
+        SweepFeatures? currentFeatures = null;
         bool budgetReached = false;
         try
         {
@@ -75,35 +76,56 @@ public sealed class ImageDetectorSweep
                     break;
                 string[] layers = group.SelectMany(t => t.Options.BackboneLayers).Distinct(StringComparer.Ordinal).ToArray();
                 Report("features", 0, trials.Count, $"backbone features at {group.Key} px ({string.Join(", ", layers)})");
-                using SweepFeatures features = SweepFeatures.Extract(channel, backboneBytes, layers, group.Key, data, _options,
+                using SweepFeatures features = currentFeatures = SweepFeatures.Extract(channel, backboneBytes, layers, group.Key, data, _options,
                     BackboneFeatureExtraction.TrainingProgressSink(channel, null));
                 extractions.Add(new SweepFeatureExtraction(group.Key, backboneName, layers, features.Train.Count,
                     features.Validation.Count, features.TrainSeconds + features.ValidationSeconds));
+                var rungZero = new List<(PlannedTrial Trial, SweepTrialResult Result)>();
                 foreach (var trial in group)
                 {
                     if (budgetReached = OverBudget(clock))
                         break;
-                    cancellation.ThrowIfCancellationRequested();
-                    _host.CheckAlive();
-                    int number = results.Count + 1;
-                    Report("trial", number, trials.Count, trial.Plan.Key);
-                    var (result, scores, maps) = RunTrial(channel, number, trials.Count, trial, backboneBytes, features, data);
-                    results.Add(result);
-                    if (result.MetricValue is double value && (best is null || value > best.Result.MetricValue!.Value))
-                    {
-                        if (best is not null && !_options.KeepAllModels)
-                            Release(best.Result);
-                        best = new BestTrial(result, scores!, maps!);
-                    }
-                    else if (!_options.KeepAllModels)
-                    {
-                        Release(result);
-                    }
-                    Report("result", number, trials.Count, result.Error is null ? $"{_options.Metric} {result.MetricValue:F4}: {result.Description}" : $"failed: {result.Error}", result);
+                    SweepTrialResult result = Run(trial);
+                    if (trial.FullEpochs is not null)
+                        rungZero.Add((trial, result));
+                }
+
+                // Successive halving: the best 1/rate of the epoch-trained trials run again with their full epochs.
+                int rate = _options.SuccessiveHalvingRate;
+                int promotions = rate >= 2 ? (rungZero.Count + rate - 1) / rate : 0;
+                foreach (var (trial, _) in rungZero.Where(r => r.Result.MetricValue.HasValue)
+                    .OrderByDescending(r => r.Result.MetricValue!.Value).ThenBy(r => r.Result.Number).Take(promotions).ToList())
+                {
+                    if (budgetReached = OverBudget(clock))
+                        break;
+                    Run(CreateTrial(trial.Size, trial.Plan, seed, trial.FullEpochs));
                 }
                 if (budgetReached)
                     break;
             }
+
+            SweepTrialResult Run(PlannedTrial trial)
+            {
+                cancellation.ThrowIfCancellationRequested();
+                _host.CheckAlive();
+                int number = results.Count + 1;
+                Report("trial", number, trials.Count, trial.Description);
+                var (result, scores, maps) = RunTrial(channel, number, trials.Count, trial, backboneBytes, currentFeatures!, data);
+                results.Add(result);
+                if (result.MetricValue is double value && (best is null || value > best.Result.MetricValue!.Value))
+                {
+                    if (best is not null && !_options.KeepAllModels)
+                        Release(best.Result);
+                    best = new BestTrial(result, scores!, maps!);
+                }
+                else if (!_options.KeepAllModels)
+                {
+                    Release(result);
+                }
+                Report("result", number, trials.Count, result.Error is null ? $"{_options.Metric} {result.MetricValue:F4}: {result.Description}" : $"failed: {result.Error}", result);
+                return result;
+            }
+
             if (budgetReached)
                 channel.Warning($"The time budget of {_options.TimeBudget} was spent after {results.Count} of {trials.Count} trials.");
 
@@ -186,34 +208,60 @@ public sealed class ImageDetectorSweep
         var trials = new List<PlannedTrial>();
         foreach (var (size, plan) in plans.GroupBy(p => p.Size).SelectMany(g => g))
         {
-            BackboneDetectorOptions options = plan.CreateOptions();
-            options.Backbone = _options.Backbone;
-            options.BackbonePath = _options.BackbonePath;
-            options.InputColumnName = _options.InputColumnName;
-            options.ImageHeight = size;
-            options.ImageWidth = size;
-            options.Device = _options.Device;
-            options.BatchSize = _options.BatchSize;
-            options.BackboneThreads = _options.BackboneThreads;
-            options.Seed = seed;
-            options.CancellationToken = _options.CancellationToken;
-            try
-            {
-                options.ValidateAll("options");
-            }
-            catch (ArgumentException e)
-            {
-                throw new ArgumentException($"The search space gives a configuration the detector rejects ({size} px {plan.Key}): {e.Message}", "options", e);
-            }
-            trials.Add(new PlannedTrial(size, plan, options));
+            PlannedTrial trial = CreateTrial(size, plan, seed, epochs: null);
+            if (_options.SuccessiveHalvingRate >= 2 && Epochs(trial.Options) is int full && full > 1)
+                trial = CreateTrial(size, plan, seed, (full + _options.SuccessiveHalvingRate - 1) / _options.SuccessiveHalvingRate) with { FullEpochs = full };
+            trials.Add(trial);
         }
         return trials;
     }
 
+    /// <summary>A trial's options: the plan's settings (with <paramref name="epochs"/> when given) and the sweep's shared options, checked.</summary>
+    private PlannedTrial CreateTrial(int size, TrialPlan plan, int seed, int? epochs)
+    {
+        BackboneDetectorOptions options = plan.CreateOptions();
+        options.Backbone = _options.Backbone;
+        options.BackbonePath = _options.BackbonePath;
+        options.InputColumnName = _options.InputColumnName;
+        options.ImageHeight = size;
+        options.ImageWidth = size;
+        options.Device = _options.Device;
+        options.BatchSize = _options.BatchSize;
+        options.BackboneThreads = _options.BackboneThreads;
+        options.Seed = seed;
+        options.CancellationToken = _options.CancellationToken;
+        var settings = plan.Settings;
+        if (epochs is int e)
+        {
+            if (options is CfaOptions cfa)
+                cfa.Epochs = e;
+            else if (options is CflowOptions cflow)
+                cflow.Epochs = e;
+            string text = SearchParameter.Format(e);
+            settings = settings.Select(s => s.Key == nameof(CfaOptions.Epochs) ? new KeyValuePair<string, string>(s.Key, text) : s).ToArray();
+        }
+        try
+        {
+            options.ValidateAll("options");
+        }
+        catch (ArgumentException ex)
+        {
+            throw new ArgumentException($"The search space gives a configuration the detector rejects ({size} px {plan.Key}): {ex.Message}", "options", ex);
+        }
+        return new PlannedTrial(size, plan, options, settings, FullEpochs: null);
+    }
+
+    private static int? Epochs(BackboneDetectorOptions options) => options switch
+    {
+        CfaOptions cfa => cfa.Epochs,
+        CflowOptions cflow => cflow.Epochs,
+        _ => null,
+    };
+
     private (SweepTrialResult Result, float[]? Scores, float[]? Maps) RunTrial(IChannel channel, int number, int total, PlannedTrial trial,
         byte[] backboneBytes, SweepFeatures features, SweepValidationSet data)
     {
-        var result = new SweepTrialResult(number, trial.Plan.Detector, trial.Size, trial.Plan.Settings);
+        var result = new SweepTrialResult(number, trial.Plan.Detector, trial.Size, trial.Settings);
         BackboneDetectorOptions options = trial.Options;
         IReadOnlyList<string> layers = options.BackboneLayers;
         var progress = BackboneFeatureExtraction.TrainingProgressSink(channel, new BackboneFeatureExtraction.ForwardingProgress(p =>
@@ -256,7 +304,7 @@ public sealed class ImageDetectorSweep
             model?.Dispose();
             result.Error = e.Message;
             result.TrainSeconds = clock.Elapsed.TotalSeconds;
-            channel.Warning($"Trial {number} ({trial.Size} px {trial.Plan.Key}) failed: {e.Message}");
+            channel.Warning($"Trial {number} ({trial.Description}) failed: {e.Message}");
             return (result, null, null);
         }
         catch
@@ -312,7 +360,12 @@ public sealed class ImageDetectorSweep
         return AnomalyVisionEvaluationCatalog.ComputeMetrics(scores, data.Labels, histogram);
     }
 
-    private sealed record PlannedTrial(int Size, TrialPlan Plan, BackboneDetectorOptions Options);
+    /// <summary>A trial to run; <paramref name="FullEpochs"/> is set on a successive-halving trial run with fewer epochs first.</summary>
+    private sealed record PlannedTrial(int Size, TrialPlan Plan, BackboneDetectorOptions Options,
+        IReadOnlyList<KeyValuePair<string, string>> Settings, int? FullEpochs)
+    {
+        public string Description => $"{Plan.Detector} {Size} px " + string.Join(' ', Settings.Select(s => s.Key + "=" + s.Value));
+    }
 
     /// <summary>The best trial so far, with its validation scores and maps (for the report's overlays).</summary>
     private sealed record BestTrial(SweepTrialResult Result, float[] Scores, float[] Maps);

@@ -64,13 +64,20 @@ public sealed class ImageDetectorSweepOptions
     /// <summary>Grid or seeded random search. Default <see cref="SweepStrategy.Random"/>.</summary>
     public SweepStrategy Strategy { get; set; } = SweepStrategy.Random;
 
-    /// <summary>Most trials to run. Default 20.</summary>
+    /// <summary>Most configurations to try (successive halving's full-epoch reruns come on top). Default 20.</summary>
     public int MaxTrials { get; set; } = 20;
 
     /// <summary>
     /// Wall-clock budget: no trial starts after it is spent (a trial in progress finishes). Null for none.
     /// </summary>
     public TimeSpan? TimeBudget { get; set; }
+
+    /// <summary>
+    /// Successive halving for the epoch-trained detectors (CFA, CFlow) when 2 or more: each such configuration first trains
+    /// with 1/rate of its epochs (rounded up); once a size's trials ran, the best 1/rate of them (rounded up) train again
+    /// with all their epochs, as extra trials. 0 (the default) trains every configuration with all its epochs once.
+    /// </summary>
+    public int SuccessiveHalvingRate { get; set; }
 
     /// <summary>The validation metric to maximise. Default <see cref="SweepMetric.ImageAuroc"/>.</summary>
     public SweepMetric Metric { get; set; } = SweepMetric.ImageAuroc;
@@ -138,6 +145,8 @@ public sealed class ImageDetectorSweepOptions
             throw new ArgumentException($"{nameof(Metric)} {Metric} is not defined.", paramName);
         if (MaxTrials < 1)
             throw new ArgumentException($"{nameof(MaxTrials)} must be at least 1, not {MaxTrials}.", paramName);
+        if (SuccessiveHalvingRate is < 0 or 1)
+            throw new ArgumentException($"{nameof(SuccessiveHalvingRate)} must be 0 (off) or at least 2, not {SuccessiveHalvingRate}.", paramName);
         if (TimeBudget is TimeSpan budget && budget <= TimeSpan.Zero)
             throw new ArgumentException($"{nameof(TimeBudget)} must be positive, not {budget}.", paramName);
         if (!(HoldOutFraction > 0 && HoldOutFraction < 1))

@@ -67,7 +67,7 @@ public sealed class ImageDetectorSweepTests
         {
             BackbonePath = DetectorFixture.BackbonePath,
             InputColumnName = "ImagePath",
-            ImageSize = DetectorFixture.Size,
+            ImageSize = 32,
             SearchSpace =
             [
                 new DfmSearchSpace { Layer = "layer2", VarianceShare = new[] { 0.9f, 0.97f } },
@@ -137,6 +137,32 @@ public sealed class ImageDetectorSweepTests
             using SweepResult result = ml.AnomalyDetection.SweepImageDetectors(options).Fit(DetectorFixture.Train(ml));
             return result;
         }
+    }
+
+    [TestMethod]
+    public void SuccessiveHalvingTrainsEveryConfigurationBrieflyAndTheBestAgainWithAllItsEpochs()
+    {
+        var ml = new MLContext(seed: 4);
+        using SweepResult sweep = ml.AnomalyDetection.SweepImageDetectors(new ImageDetectorSweepOptions
+        {
+            BackbonePath = DetectorFixture.BackbonePath,
+            InputColumnName = "ImagePath",
+            ImageSize = 32,
+            SearchSpace = [new CfaSearchSpace { GammaD = new[] { 1, 2, 4 }, Epochs = 5, Configure = o => o.BatchSize = 4 }, new DfmSearchSpace { Layer = "layer2", PoolingKernelSize = 1 }],
+            Strategy = SweepStrategy.Grid,
+            HoldOutFraction = 0.34f,
+            SuccessiveHalvingRate = 3,
+        }).Fit(DetectorFixture.Train(ml));
+
+        string Setting(SweepTrialResult t, string name) => t.Settings.Single(s => s.Key == name).Value;
+        Assert.HasCount(5, sweep.Trials, sweep.ToLeaderboardString());
+        var briefly = sweep.Trials.Where(t => t.Detector == SweepDetector.Cfa).Take(3).ToList();
+        Assert.IsTrue(briefly.All(t => Setting(t, "Epochs") == "2"), "5 epochs / 3, rounded up");
+        Assert.AreEqual(SweepDetector.Dfm, sweep.Trials[3].Detector, "DFM has no epochs and runs once");
+        SweepTrialResult promoted = sweep.Trials[4];
+        Assert.AreEqual("5", Setting(promoted, "Epochs"));
+        SweepTrialResult bestBrief = briefly.OrderByDescending(t => t.MetricValue).ThenBy(t => t.Number).First();
+        Assert.AreEqual(Setting(bestBrief, "GammaD"), Setting(promoted, "GammaD"), "the best brief configuration is the one promoted");
     }
 
     [TestMethod]
