@@ -58,6 +58,10 @@ public static class SearchParameter
     /// <param name="gridPoints">Values grid search tries (at least 1).</param>
     public static SearchParameter<float> Range(float min, float max, int gridPoints = 3) => new FloatRangeParameter(min, max, gridPoints);
 
+    /// <summary><paramref name="points"/> values from <paramref name="min"/> to <paramref name="max"/>, both included (just <paramref name="min"/> for one point).</summary>
+    internal static IEnumerable<double> EvenlySpaced(double min, double max, int points) =>
+        points == 1 ? [min] : Enumerable.Range(0, points).Select(i => min + ((max - min) * i / (points - 1)));
+
     /// <summary>A value as text for leaderboards and <c>sweep.json</c>: layer lists joined with '+', numbers invariant.</summary>
     internal static string Format(object? value) => value switch
     {
@@ -101,9 +105,7 @@ internal sealed class IntRangeParameter : SearchParameter<int>
         ArgumentOutOfRangeException.ThrowIfLessThan(gridPoints, 1);
         _min = min;
         _max = max;
-        _grid = gridPoints == 1
-            ? [min]
-            : Enumerable.Range(0, gridPoints).Select(i => (int)Math.Round(min + ((double)(max - min) * i / (gridPoints - 1)))).Distinct().ToArray();
+        _grid = SearchParameter.EvenlySpaced(min, max, gridPoints).Select(v => (int)Math.Round(v)).Distinct().ToArray();
     }
 
     public override IReadOnlyList<int> GridValues => _grid;
@@ -126,9 +128,7 @@ internal sealed class FloatRangeParameter : SearchParameter<float>
         ArgumentOutOfRangeException.ThrowIfLessThan(gridPoints, 1);
         _min = min;
         _max = max;
-        _grid = gridPoints == 1
-            ? [min]
-            : Enumerable.Range(0, gridPoints).Select(i => (float)(min + ((double)(max - min) * i / (gridPoints - 1)))).Distinct().ToArray();
+        _grid = SearchParameter.EvenlySpaced(min, max, gridPoints).Select(v => (float)v).Distinct().ToArray();
     }
 
     public override IReadOnlyList<float> GridValues => _grid;
