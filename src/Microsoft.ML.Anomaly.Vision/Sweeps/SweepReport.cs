@@ -156,7 +156,7 @@ internal static class SweepReport
         using var text = new SKPaint { Color = SKColors.Black, IsAntialias = true };
         using var grid = new SKPaint { Color = new SKColor(225, 225, 225), StrokeWidth = 1, Style = SKPaintStyle.Stroke };
         using var axis = new SKPaint { Color = SKColors.Black, StrokeWidth = 1, Style = SKPaintStyle.Stroke, IsAntialias = true };
-        var area = new SKRect(60, 40, width - 20, height - 50);
+        var area = new SKRect(60, 52, width - 20, height - 50);
         int n = Math.Max(1, sweep.Trials.Count);
         var values = sweep.Trials.Where(t => t.MetricValue.HasValue).Select(t => t.MetricValue!.Value).ToList();
         double low = values.Count == 0 ? 0 : Math.Min(0.5, Math.Floor(values.Min() * 10) / 10), high = 1;
@@ -182,15 +182,15 @@ internal static class SweepReport
             if (t == sweep.BestTrial)
                 canvas.DrawCircle(X(t.Number), Y(v), 9, axis);
         }
-        string title = $"Validation {sweep.Metric} per trial ({(sweep.SyntheticValidation ? "synthetic defects" : "labelled set")}); ringed: best";
-        canvas.DrawText(title, area.Left, 24, font, text);
+        string title = $"Validation {sweep.Metric} per trial ({(sweep.SyntheticValidation ? "synthetic defects" : "labelled set")}); circled: the best";
+        canvas.DrawText(title, area.Left, 20, font, text);
         canvas.DrawText("trial", ((area.Left + area.Right) / 2) - 12, height - 14, font, text);
         float legendX = area.Right - 190;
         foreach (SweepDetector detector in Enum.GetValues<SweepDetector>())
         {
             using var dot = new SKPaint { Color = RocPlotRenderer.Palette[(int)detector], IsAntialias = true, Style = SKPaintStyle.Fill };
-            canvas.DrawCircle(legendX, 20, 5, dot);
-            canvas.DrawText(detector.ToString().ToUpperInvariant(), legendX + 9, 25, font, text);
+            canvas.DrawCircle(legendX, 38, 5, dot);
+            canvas.DrawText(detector.ToString().ToUpperInvariant(), legendX + 9, 43, font, text);
             legendX += 62;
         }
         canvas.Flush();
