@@ -93,8 +93,8 @@ public sealed class ImageDetectorSweep
                 // Successive halving: the best 1/rate of the epoch-trained trials run again with their full epochs.
                 int rate = _options.SuccessiveHalvingRate;
                 int promotions = rate >= 2 ? (rungZero.Count + rate - 1) / rate : 0;
-                foreach (var (trial, _) in rungZero.Where(r => r.Result.MetricValue.HasValue)
-                    .OrderByDescending(r => r.Result.MetricValue!.Value).ThenBy(r => r.Result.Number).Take(promotions).ToList())
+                var promoted = SweepResult.Rank(rungZero.Select(r => r.Result).Where(r => r.MetricValue.HasValue)).Take(promotions).ToList();
+                foreach (var (trial, _) in rungZero.Where(r => promoted.Contains(r.Result)).OrderBy(r => promoted.IndexOf(r.Result)).ToList())
                 {
                     if (budgetReached = OverBudget(clock))
                         break;
@@ -112,7 +112,7 @@ public sealed class ImageDetectorSweep
                 Report("trial", number, trials.Count, trial.Description);
                 var (result, scores, maps) = RunTrial(channel, number, trials.Count, trial, backboneBytes, currentFeatures!, data);
                 results.Add(result);
-                if (result.MetricValue is double value && (best is null || value > best.Result.MetricValue!.Value))
+                if (result.MetricValue.HasValue && (best is null || SweepResult.Rank([best.Result, result]).First() == result))
                 {
                     if (best is not null && !_options.KeepAllModels)
                         Release(best.Result);

@@ -88,15 +88,18 @@ public sealed class SweepResult : IDisposable
         FeatureExtractions = extractions;
         WallSeconds = wallSeconds;
         TimeBudgetReached = timeBudgetReached;
-        Leaderboard = trials.Where(t => t.MetricValue.HasValue).OrderByDescending(t => t.MetricValue!.Value).ThenBy(t => t.Number)
-            .Concat(trials.Where(t => !t.MetricValue.HasValue)).ToArray();
+        Leaderboard = Rank(trials.Where(t => t.MetricValue.HasValue)).Concat(trials.Where(t => !t.MetricValue.HasValue)).ToArray();
         BestTrial = Leaderboard.Count > 0 && Leaderboard[0].MetricValue.HasValue ? Leaderboard[0] : null;
     }
 
     /// <summary>The trials in the order they ran.</summary>
     public IReadOnlyList<SweepTrialResult> Trials { get; }
 
-    /// <summary>The trials best first by <see cref="Metric"/> (ties: the earlier trial first); trials without a value last.</summary>
+    /// <summary>
+    /// The trials best first by <see cref="Metric"/>; ties (common: synthetic defects often give several trials an image
+    /// AUROC of 1) go to the larger sum of all the trial's validation metrics, then to the earlier trial; trials without a
+    /// value come last.
+    /// </summary>
     public IReadOnlyList<SweepTrialResult> Leaderboard { get; }
 
     /// <summary>The best trial, or null when no trial has a metric value.</summary>
@@ -141,6 +144,16 @@ public sealed class SweepResult : IDisposable
 
     /// <summary>Whether the time budget stopped the sweep before all planned trials ran.</summary>
     public bool TimeBudgetReached { get; }
+
+    /// <summary>Orders trials that have a metric value best first, as <see cref="Leaderboard"/> does.</summary>
+    internal static IEnumerable<SweepTrialResult> Rank(IEnumerable<SweepTrialResult> trials) =>
+        trials.OrderByDescending(t => t.MetricValue!.Value).ThenByDescending(MetricSum).ThenBy(t => t.Number);
+
+    private static double MetricSum(SweepTrialResult trial)
+    {
+        ImageAnomalyMetrics m = trial.Metrics!;
+        return m.ImageAuroc + m.ImageF1Max + (m.PixelAuroc ?? 0) + (m.PixelF1Max ?? 0) + (m.Aupro ?? 0);
+    }
 
     /// <summary>The leaderboard as a text table (best first).</summary>
     /// <param name="top">Rows to show; null for all.</param>

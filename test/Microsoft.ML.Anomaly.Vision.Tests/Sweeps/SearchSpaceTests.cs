@@ -45,6 +45,20 @@ public sealed class SearchSpaceTests
     }
 
     [TestMethod]
+    public void TiesOnTheMetricGoToTheLargerSumOfValidationMetricsThenToTheEarlierTrial()
+    {
+        static SweepTrialResult Trial(int number, double? metric, double pixelAuroc) => new(number, SweepDetector.Dfm, 32, [])
+        {
+            MetricValue = metric,
+            Metrics = metric is null ? null : new ImageAnomalyMetrics { ImageAuroc = 1, ImageF1Max = 1, PixelAuroc = pixelAuroc },
+        };
+        var trials = new[] { Trial(1, 1.0, 0.80), Trial(2, 0.9, 0.99), Trial(3, 1.0, 0.85), Trial(4, null, 0), Trial(5, 1.0, 0.85) };
+        var sweep = new SweepResult(trials, SweepMetric.ImageAuroc, syntheticValidation: true, 8, 4, 0, [], 1, timeBudgetReached: false);
+        CollectionAssert.AreEqual(new[] { 3, 5, 1, 2, 4 }, sweep.Leaderboard.Select(t => t.Number).ToArray());
+        Assert.AreSame(trials[2], sweep.BestTrial);
+    }
+
+    [TestMethod]
     public void AConfigurationADetectorRejectsFailsTheSweepBeforeAnyWorkAndNamesIt()
     {
         var ml = new MLContext(seed: 0);
