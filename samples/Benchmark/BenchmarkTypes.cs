@@ -203,10 +203,5 @@ internal sealed class BenchmarkReport(BenchmarkSettings settings)
         return html.ToString();
     }
 
-    private static void WriteAtomically(string path, string contents)
-    {
-        string temporary = path + ".tmp";
-        File.WriteAllText(temporary, contents);
-        File.Move(temporary, path, overwrite: true);
-    }
+    private static void WriteAtomically(string path, string contents) => AtomicFile.WriteAllText(path, contents);
 }

@@ -33,23 +33,12 @@ public sealed class BackboneModel
     /// <returns>The same array on every call; do not modify it.</returns>
     public byte[] GetOnnxBytes() => _onnx.Value;
 
-    /// <summary>Writes the ONNX model to a file (through a temporary file, so a failed write leaves no partial file).</summary>
+    /// <summary>Writes the ONNX model to a file (atomically, see <see cref="AtomicFile"/>).</summary>
     /// <param name="path">The .onnx file to write; replaced when it exists.</param>
     public void SaveOnnx(string path)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(path);
-        byte[] bytes = GetOnnxBytes();
-        string full = Path.GetFullPath(path);
-        string temporary = full + ".tmp-" + Guid.NewGuid().ToString("N");
-        try
-        {
-            File.WriteAllBytes(temporary, bytes);
-            File.Move(temporary, full, overwrite: true);
-        }
-        finally
-        {
-            File.Delete(temporary);
-        }
+        AtomicFile.WriteAllBytes(path, GetOnnxBytes());
     }
 
     /// <inheritdoc />

@@ -20,7 +20,9 @@ public sealed class CfaEstimator : ImageAnomalyEstimatorBase<CfaTransformer>
     /// <param name="input">Data with the image column (an MLImage or a text column of image paths).</param>
     /// <returns>The fitted transformer.</returns>
     public override CfaTransformer Fit(IDataView input) =>
-        BackboneFeatureExtraction.Fit(Host, input, _options, _options.FeaturePrecision, _options.FeatureMemoryLimitBytes,
-            (features, run) => CfaTrainer.Train(features, _options.ToTrainingOptions(run), run.Progress, run.CancellationToken),
-            (backbone, model) => new CfaTransformer(Host, _options, backbone, model));
+        BackboneFeatureExtraction.Fit(Host, input, _options, _options.FeaturePrecision, _options.FeatureMemoryLimitBytes, FitOnFeatures);
+
+    /// <summary>Trains on backbone features already extracted (in the order of <see cref="CfaOptions.Layers"/>); the transformer owns <paramref name="backbone"/>.</summary>
+    internal CfaTransformer FitOnFeatures(OnnxBackbone backbone, IFeatureSource features, FitRun run) =>
+        new(Host, _options, backbone, CfaTrainer.Train(features, _options.ToTrainingOptions(run), run.Progress, run.CancellationToken));
 }

@@ -21,7 +21,9 @@ public sealed class CflowEstimator : ImageAnomalyEstimatorBase<CflowTransformer>
     /// <returns>The fitted transformer.</returns>
     public override CflowTransformer Fit(IDataView input) =>
         BackboneFeatureExtraction.Fit(Host, input, _options, FeatureStorePrecision.Float32, BackboneFeatureExtraction.DefaultMemoryLimitBytes,
-            (features, run) => CflowTrainer.Train(features, _options.ToTrainingOptions(run), run.Progress, run.CancellationToken),
-            (backbone, model) => new CflowTransformer(Host, _options, backbone, model),
-            _options.CheckFiberBatch);
+            FitOnFeatures, _options.CheckFiberBatch);
+
+    /// <summary>Trains on backbone features already extracted (in the order of <see cref="CflowOptions.Layers"/>); the transformer owns <paramref name="backbone"/>.</summary>
+    internal CflowTransformer FitOnFeatures(OnnxBackbone backbone, IFeatureSource features, FitRun run) =>
+        new(Host, _options, backbone, CflowTrainer.Train(features, _options.ToTrainingOptions(run), run.Progress, run.CancellationToken));
 }

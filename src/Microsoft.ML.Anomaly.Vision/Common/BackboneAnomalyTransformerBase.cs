@@ -105,6 +105,10 @@ public abstract partial class BackboneAnomalyTransformerBase : ImageAnomalyTrans
         ScoreFeatures(layerMaps, batch, scores, maps);
     }
 
+    /// <summary>Scores a batch from backbone layer maps computed elsewhere (a sweep shares them across trials).</summary>
+    internal void ScoreLayerMaps(float[][] layerMaps, int batch, Span<float> scores, Span<float> maps) =>
+        ScoreFeatures(layerMaps, batch, scores, maps);
+
     /// <summary>
     /// Checks, when loading, that the algorithm's model was fitted on the layer shapes the saved backbone gives at
     /// the saved input size.

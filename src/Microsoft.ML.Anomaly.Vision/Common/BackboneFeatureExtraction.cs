@@ -15,16 +15,16 @@ internal static class BackboneFeatureExtraction
 
     /// <summary>
     /// A detector's whole Fit: open the backbone, check what the layer shapes already decide
-    /// (<paramref name="checkLayerShapes"/>), extract the training features once, train the algorithm on them, and wrap
-    /// backbone and model in the transformer; the backbone is released if any step fails.
+    /// (<paramref name="checkLayerShapes"/>), extract the training features once, and hand backbone and features to
+    /// <paramref name="fitOnFeatures"/> (train, then wrap in the transformer); the backbone is released if any step fails.
     /// </summary>
     /// <remarks>
     /// The MLContext is honoured as ML.NET's own trainers do: its seed when the options set none, its cancellation
     /// (checked between images, backbone runs and training steps) and its log (progress of every stage).
     /// </remarks>
-    public static TTransformer Fit<TModel, TTransformer>(IHost host, IDataView input, BackboneDetectorOptions options,
+    public static TTransformer Fit<TTransformer>(IHost host, IDataView input, BackboneDetectorOptions options,
         FeatureStorePrecision precision, long memoryLimitBytes,
-        Func<FeatureStore, FitRun, TModel> train, Func<OnnxBackbone, TModel, TTransformer> create,
+        Func<OnnxBackbone, IFeatureSource, FitRun, TTransformer> fitOnFeatures,
         Action<IReadOnlyList<LayerShape>, long?>? checkLayerShapes = null)
     {
         ArgumentNullException.ThrowIfNull(input);
@@ -38,12 +38,10 @@ internal static class BackboneFeatureExtraction
         try
         {
             checkLayerShapes?.Invoke(backbone.GetLayerShapes(options.ImageHeight, options.ImageWidth), input.GetRowCount());
-            TModel model;
             var run = new FitRun(seed, device, cudaDeviceIndex, TrainingProgressSink(channel, options.Progress), cancellation.Token);
-            using (FeatureStore features = Extract(channel, input, options, backbone, precision, memoryLimitBytes, cancellation))
-                model = train(features, run);
-            cancellation.ThrowIfCancellationRequested();
-            return create(backbone, model);
+            using FeatureStore features = Extract(channel, input, options.InputColumnName, options.ImageHeight, options.ImageWidth,
+                options.BatchSize, backbone, precision, memoryLimitBytes, options.Progress, cancellation.Token);
+            return fitOnFeatures(backbone, features, run);
         }
         catch
         {
@@ -93,21 +91,21 @@ internal static class BackboneFeatureExtraction
         return backbone;
     }
 
-    /// <summary>Runs every training image through the backbone once and returns the stored layer maps.</summary>
-    private static FeatureStore Extract(IChannel channel, IDataView input, BackboneDetectorOptions options, OnnxBackbone backbone,
-        FeatureStorePrecision precision, long memoryLimitBytes, HostCancellation cancellation)
+    /// <summary>Runs every image of <paramref name="input"/> through the backbone once and returns the stored layer maps.</summary>
+    internal static FeatureStore Extract(IChannel channel, IDataView input, string inputColumnName, int height, int width, int batchSize,
+        OnnxBackbone backbone, FeatureStorePrecision precision, long memoryLimitBytes, IProgress<TrainingProgress>? progress,
+        CancellationToken cancellationToken)
     {
-        int height = options.ImageHeight, width = options.ImageWidth;
         IReadOnlyList<LayerShape> shapes = backbone.GetLayerShapes(height, width);
         var store = new FeatureStore(shapes, precision, memoryLimitBytes);
         try
         {
             long? rows = input.GetRowCount();
             int total = rows is long n and <= int.MaxValue ? (int)n : 0;
-            foreach (var (images, count) in TrainingImageReader.ReadBatches(input, options.InputColumnName, height, width, options.BatchSize, cancellation.Token))
+            foreach (var (images, count) in TrainingImageReader.ReadBatches(input, inputColumnName, height, width, batchSize, cancellationToken))
             {
-                cancellation.ThrowIfCancellationRequested();
-                float[][] maps = backbone.Run(images.AsSpan(0, count * 3 * height * width), count, height, width, cancellation.Token);
+                cancellationToken.ThrowIfCancellationRequested();
+                float[][] maps = backbone.Run(images.AsSpan(0, count * 3 * height * width), count, height, width, cancellationToken);
                 for (int image = 0; image < count; image++)
                 {
                     var perLayer = new float[shapes.Count][];
@@ -117,12 +115,12 @@ internal static class BackboneFeatureExtraction
                         perLayer[layer] = maps[layer].AsSpan(image * size, size).ToArray();
                         if (!System.Numerics.Tensors.TensorPrimitives.IsFiniteAll<float>(perLayer[layer]))
                             throw new ArgumentException(
-                                $"The backbone produced NaN or infinite features for training image {store.Count + 1} (layer {options.BackboneLayers[layer]}); check the image and the backbone.",
+                                $"The backbone produced NaN or infinite features for training image {store.Count + 1} (layer {backbone.Layers[layer]}); check the image and the backbone.",
                                 nameof(input));
                     }
                     store.Add(perLayer);
                 }
-                Report(channel, options.Progress, new TrainingProgress("features", store.Count, Math.Max(total, store.Count), double.NaN));
+                Report(channel, progress, new TrainingProgress("features", store.Count, Math.Max(total, store.Count), double.NaN));
             }
             channel.Info($"Extracted backbone features of {store.Count} training images ({store.MemoryBytes / (1 << 20)} MiB in memory, {store.SpilledCount} spilled to disk).");
             return store;
@@ -135,7 +133,7 @@ internal static class BackboneFeatureExtraction
     }
 
     /// <summary>A progress sink that forwards to the user's callback and to ML.NET's log.</summary>
-    private static IProgress<TrainingProgress> TrainingProgressSink(IChannel channel, IProgress<TrainingProgress>? user) =>
+    internal static IProgress<TrainingProgress> TrainingProgressSink(IChannel channel, IProgress<TrainingProgress>? user) =>
         new ForwardingProgress(report => Report(channel, user, report));
 
     private static void Report(IChannel channel, IProgress<TrainingProgress>? user, TrainingProgress report)
@@ -146,7 +144,7 @@ internal static class BackboneFeatureExtraction
         user?.Report(report);
     }
 
-    private sealed class ForwardingProgress(Action<TrainingProgress> forward) : IProgress<TrainingProgress>
+    internal sealed class ForwardingProgress(Action<TrainingProgress> forward) : IProgress<TrainingProgress>
     {
         public void Report(TrainingProgress value) => forward(value);
     }

@@ -20,13 +20,14 @@ public sealed class DfmEstimator : ImageAnomalyEstimatorBase<DfmTransformer>
     /// <param name="input">Data with the image column (an MLImage or a text column of image paths).</param>
     /// <returns>The fitted transformer.</returns>
     public override DfmTransformer Fit(IDataView input) =>
-        BackboneFeatureExtraction.Fit(Host, input, _options, FeatureStorePrecision.Float32, BackboneFeatureExtraction.DefaultMemoryLimitBytes,
-            (features, run) =>
-            {
-                run.Progress.Report(new TrainingProgress("fitting PCA", 0, 1, double.NaN));
-                DfmModel model = DfmTrainer.Fit(features, _options.ToTrainingOptions(run), run.CancellationToken);
-                run.Progress.Report(new TrainingProgress("fitting PCA", 1, 1, double.NaN));
-                return model;
-            },
-            (backbone, model) => new DfmTransformer(Host, _options, backbone, model));
+        BackboneFeatureExtraction.Fit(Host, input, _options, FeatureStorePrecision.Float32, BackboneFeatureExtraction.DefaultMemoryLimitBytes, FitOnFeatures);
+
+    /// <summary>Fits on backbone features already extracted (of <see cref="DfmOptions.Layer"/>); the transformer owns <paramref name="backbone"/>.</summary>
+    internal DfmTransformer FitOnFeatures(OnnxBackbone backbone, IFeatureSource features, FitRun run)
+    {
+        run.Progress.Report(new TrainingProgress("fitting PCA", 0, 1, double.NaN));
+        DfmModel model = DfmTrainer.Fit(features, _options.ToTrainingOptions(run), run.CancellationToken);
+        run.Progress.Report(new TrainingProgress("fitting PCA", 1, 1, double.NaN));
+        return new DfmTransformer(Host, _options, backbone, model);
+    }
 }

@@ -111,7 +111,14 @@ public static class AnomalyVisionEvaluationCatalog
             }
         }
 
-        var bins = ExactScoreBins.Create(scores.ToArray(), labels.ToArray(), scoreColumnName, labelColumnName);
+        return ComputeMetrics(scores.ToArray(), labels.ToArray(), histogram, scoreColumnName, labelColumnName);
+    }
+
+    /// <summary>The metrics of image scores and labels, with pixel metrics when a histogram of maps against masks is given.</summary>
+    internal static ImageAnomalyMetrics ComputeMetrics(float[] scores, bool[] labels, PixelScoreHistogram? histogram,
+        string scoresName = "scores", string labelsName = "labels")
+    {
+        var bins = ExactScoreBins.Create(scores, labels, scoresName, labelsName);
         double auroc = AnomalyMetricMath.Auroc(bins.Negatives, bins.Positives, "image");
         var (f1, bin) = AnomalyMetricMath.F1Max(bins.Negatives, bins.Positives, "image");
         long good = 0, bad = 0;

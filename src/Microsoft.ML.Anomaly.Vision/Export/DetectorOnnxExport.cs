@@ -43,27 +43,8 @@ internal static class DetectorOnnxExport
     public static void WriteFile(BackboneAnomalyTransformerBase detector, string path)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(path);
-        string full = Path.GetFullPath(path);
-        string? folder = Path.GetDirectoryName(full);
-        if (folder is not null && !Directory.Exists(folder))
-            throw new DirectoryNotFoundException($"The folder of the ONNX file '{path}' does not exist.");
-
         ModelProto model = BuildFileModel(detector);
-        string temporary = Path.Combine(folder ?? ".", $".{Path.GetFileName(full)}.{Guid.NewGuid():N}.tmp");
-        try
-        {
-            using (var stream = new FileStream(temporary, FileMode.CreateNew, FileAccess.Write))
-            {
-                model.WriteTo(stream);
-                stream.Flush(flushToDisk: true);
-            }
-            File.Move(temporary, full, overwrite: true);
-        }
-        catch
-        {
-            File.Delete(temporary);
-            throw;
-        }
+        AtomicFile.Write(path, model.WriteTo);
     }
 
     /// <summary>The detector as a stand-alone ONNX model (see the class remarks).</summary>
