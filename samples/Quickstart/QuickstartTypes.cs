@@ -16,8 +16,7 @@ internal sealed record QuickstartSettings(string? DataRoot, string Category, str
 
     private const string Usage =
         "usage: Quickstart [--data <MVTec root> --category <name>] [--backbone <model.onnx|checkpoint.pth|.safetensors> | --untrained]\n" +
-        "                  [--out <folder>]" +
-        "                  [--image-size <pixels>] [--epochs <n>] [--algorithms cfa,dfm,cflow]";
+        "                  [--out <folder>] [--image-size <pixels>] [--epochs <n>] [--algorithms cfa,dfm,cflow]";
 
     public static QuickstartSettings? Parse(string[] args)
     {
