@@ -26,16 +26,16 @@ public static class CfaTrainer
     /// <exception cref="OperationCanceledException">Training was cancelled.</exception>
     public static CfaModel Train(IFeatureSource features, CfaTrainingOptions options,
         IProgress<TrainingProgress>? progress = null, CancellationToken cancellationToken = default)
-        => Train(features, options, progress, cancellationToken, chunkBytes: null, fusedNearest: null);
+        => Train(features, options, progress, cancellationToken, chunkBytes: null, cpuKernels: null);
 
     /// <summary>
     /// Trains with the per-step work cut into chunks of about <paramref name="chunkBytes"/> of distances
-    /// (null: <see cref="DefaultChunkBytes"/> for the device) and the nearest entries found by the fused C# kernel
-    /// (<see cref="MemoryBankScorer"/>) or by LibTorch's convolution and top-k (null: the fused kernel on a CPU).
-    /// Neither changes the model beyond the order of additions.
+    /// (null: <see cref="DefaultChunkBytes"/> for the device), each step run by the C# CPU kernels (<see cref="CfaCpuStep"/>:
+    /// the fused nearest-entry kernel and the descriptor in C#) or by LibTorch (convolutions, top-k and autograd); null:
+    /// the C# kernels on a CPU. Neither changes the model beyond the order of additions.
     /// </summary>
     internal static CfaModel Train(IFeatureSource features, CfaTrainingOptions options,
-        IProgress<TrainingProgress>? progress, CancellationToken cancellationToken, long? chunkBytes, bool? fusedNearest)
+        IProgress<TrainingProgress>? progress, CancellationToken cancellationToken, long? chunkBytes, bool? cpuKernels)
     {
         ArgumentNullException.ThrowIfNull(features);
         ArgumentNullException.ThrowIfNull(options);
@@ -68,10 +68,10 @@ public static class CfaTrainer
         var device = TorchRuntime.SelectDevice(options.Device, options.CudaDeviceIndex);
         using var descriptor = new Descriptor(layers, outChannels, options.Seed, device);
 
-        bool fused = fusedNearest ?? device.type == DeviceType.CPU;
+        bool fused = cpuKernels ?? device.type == DeviceType.CPU;
         if (fused && device.type != DeviceType.CPU)
-            throw new ArgumentException("The fused nearest-entry kernel runs on the CPU only.", nameof(fusedNearest));
-        // The fused kernel keeps no distance matrix: a chunk holds only feature maps.
+            throw new ArgumentException("The C# kernels run on the CPU only.", nameof(cpuKernels));
+        // The fused nearest-entry kernel keeps no distance matrix: a chunk holds only feature maps.
         var chunks = StepChunks.For(chunkBytes ?? DefaultChunkBytes(device), patches, fused ? 0 : bankSize, descriptor.OutChannels + descriptor.InChannels);
         float[] bank = BuildMemoryBank(features, layers, descriptor, options, bankSize, chunks, fused, device, progress, cancellationToken);
         TrainDescriptor(features, layers, descriptor, bank, bankSize, options, chunks, fused, device, progress, cancellationToken);

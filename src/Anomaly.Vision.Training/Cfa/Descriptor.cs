@@ -188,16 +188,24 @@ internal sealed class Descriptor : IDisposable
 
     private static void AveragePool3x3(ReadOnlySpan<float> map, int h, int w, Span<float> pooled)
     {
+        // Separable: the sum of up to three rows, then of up to three neighbours in that sum; the zero padding
+        // counts in the 9.
+        Span<float> rows = w <= 1024 ? stackalloc float[w] : new float[w];
         for (int y = 0; y < h; y++)
         {
-            for (int x = 0; x < w; x++)
+            map.Slice(y * w, w).CopyTo(rows);
+            if (y > 0)
+                System.Numerics.Tensors.TensorPrimitives.Add(rows, map.Slice((y - 1) * w, w), rows);
+            if (y < h - 1)
+                System.Numerics.Tensors.TensorPrimitives.Add(rows, map.Slice((y + 1) * w, w), rows);
+            var output = pooled.Slice(y * w, w);
+            rows.CopyTo(output);
+            if (w > 1)
             {
-                float sum = 0;
-                for (int dy = Math.Max(0, y - 1); dy <= Math.Min(h - 1, y + 1); dy++)
-                    for (int dx = Math.Max(0, x - 1); dx <= Math.Min(w - 1, x + 1); dx++)
-                        sum += map[dy * w + dx];
-                pooled[y * w + x] = sum / 9f;
+                System.Numerics.Tensors.TensorPrimitives.Add(output[1..], rows[..^1], output[1..]);
+                System.Numerics.Tensors.TensorPrimitives.Add(output[..^1], rows[1..], output[..^1]);
             }
+            System.Numerics.Tensors.TensorPrimitives.Multiply(output, 1f / 9f, output);
         }
     }
 

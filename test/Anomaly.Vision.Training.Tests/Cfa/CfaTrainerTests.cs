@@ -47,10 +47,10 @@ public sealed class CfaTrainerTests
         var source = CfaTestData.Source(CfaTestData.Maps(6, seed: 7));
         var options = CfaTestData.Options(epochs: 3);
         // LibTorch's search, 4 KiB: one image per chunk and 16 of the 64 bank entries per distance convolution.
-        var chunked = CfaTrainer.Train(source, options, null, default, chunkBytes: 4096, fusedNearest: false);
-        var whole = CfaTrainer.Train(source, options, null, default, chunkBytes: 1L << 40, fusedNearest: false);
+        var chunked = CfaTrainer.Train(source, options, null, default, chunkBytes: 4096, cpuKernels: false);
+        var whole = CfaTrainer.Train(source, options, null, default, chunkBytes: 1L << 40, cpuKernels: false);
         AssertClose(whole, chunked);
-        var untrained = CfaTrainer.Train(source, CfaTestData.Options(epochs: 0), null, default, chunkBytes: 4096, fusedNearest: false);
+        var untrained = CfaTrainer.Train(source, CfaTestData.Options(epochs: 0), null, default, chunkBytes: 4096, cpuKernels: false);
         Assert.IsGreaterThan(1e-3f, whole.DescriptorWeight.ToArray().Zip(untrained.DescriptorWeight.ToArray(), (a, b) => Math.Abs(a - b)).Max());
     }
 
@@ -64,8 +64,8 @@ public sealed class CfaTrainerTests
         var options = CfaTestData.Options(epochs: 4);
         var fusedLosses = new CfaTestData.Recorder();
         var libTorchLosses = new CfaTestData.Recorder();
-        var fused = CfaTrainer.Train(source, options, fusedLosses, default, chunkBytes: null, fusedNearest: true);
-        var libTorch = CfaTrainer.Train(source, options, libTorchLosses, default, chunkBytes: null, fusedNearest: false);
+        var fused = CfaTrainer.Train(source, options, fusedLosses, default, chunkBytes: null, cpuKernels: true);
+        var libTorch = CfaTrainer.Train(source, options, libTorchLosses, default, chunkBytes: null, cpuKernels: false);
 
         double[] Losses(CfaTestData.Recorder r) => r.Reports.Where(p => p.Stage == "training").Select(p => p.Loss).ToArray();
         var expected = Losses(libTorchLosses);

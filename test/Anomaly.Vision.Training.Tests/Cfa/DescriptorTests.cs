@@ -149,4 +149,33 @@ public sealed class DescriptorTests
         }
         return result;
     }
+
+    [TestMethod]
+    public void CpuForwardEqualsLibTorchsForwardPatchMajor()
+    {
+        TorchRuntime.EnsureAvailable();
+        using var scope = NewDisposeScope();
+        // A 5×7 grid (not square), a 3×4 layer resized onto it and a 17-channel layer (more than one 16-channel block), two images.
+        LayerShape[] layers = { new(17, 5, 7), new(3, 3, 4) };
+        var random = new Random(21);
+        float[] Rand(int n) => Enumerable.Range(0, n).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
+        float[][] maps = { Rand(2 * layers[0].Size), Rand(2 * layers[1].Size) };
+        const int outChannels = 6, inChannels = 17 + 3 + 2;
+        float[] weight = Rand(outChannels * inChannels), bias = Rand(outChannels);
+
+        var stacked = new float[2 * 35 * inChannels];
+        var features = new float[2 * 35 * outChannels];
+        Descriptor.ForwardPatchMajor(layers, maps, 2, weight, bias, stacked, features);
+
+        var tensors = maps.Select((m, l) => CfaTensors.FromArray(m, new long[] { 2, layers[l].Channels, layers[l].Height, layers[l].Width })).ToArray();
+        var coordinates = Descriptor.Coordinates(5, 7, CPU);
+        var expectedStacked = CfaTensors.ToArray(Descriptor.Stack(tensors, coordinates).permute(0, 2, 3, 1));
+        var expected = CfaTensors.ToArray(Descriptor.Forward(tensors,
+            CfaTensors.FromArray(weight, new long[] { outChannels, inChannels, 1, 1 }), CfaTensors.FromArray(bias, new long[] { outChannels }),
+            coordinates).permute(0, 2, 3, 1));
+        for (int i = 0; i < expectedStacked.Length; i++)
+            Assert.AreEqual(expectedStacked[i], stacked[i], 1e-5f, $"input {i}");
+        for (int i = 0; i < expected.Length; i++)
+            Assert.AreEqual(expected[i], features[i], 1e-4f, $"feature {i}");
+    }
 }
