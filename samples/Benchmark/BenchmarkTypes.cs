@@ -72,39 +72,6 @@ internal sealed record BenchmarkResult(string Category, string Algorithm, ImageA
     public static string F(double? value) => value is double v ? v.ToString("F3", CultureInfo.InvariantCulture) : "–";
 }
 
-/// <summary>Samples the process's working set every 100 ms and keeps the largest value seen while it lives.</summary>
-internal sealed class PeakMemorySampler : IDisposable
-{
-    private readonly Timer _timer;
-    private long _peak;
-
-    public PeakMemorySampler()
-    {
-        Sample();
-        _timer = new Timer(_ => Sample(), null, 100, 100);
-    }
-
-    public long PeakBytes
-    {
-        get
-        {
-            Sample();
-            return Interlocked.Read(ref _peak);
-        }
-    }
-
-    public void Dispose() => _timer.Dispose();
-
-    private void Sample()
-    {
-        using var process = Process.GetCurrentProcess();
-        long now = process.WorkingSet64, seen;
-        do
-            seen = Interlocked.Read(ref _peak);
-        while (now > seen && Interlocked.CompareExchange(ref _peak, now, seen) != seen);
-    }
-}
-
 /// <summary>Writes benchmark.json, benchmark.md and benchmark.html, each atomically (a temporary file renamed over the old one).</summary>
 internal sealed class BenchmarkReport(BenchmarkSettings settings)
 {

@@ -38,11 +38,16 @@ internal sealed record ScoredTestSet(IDataView Scored, ImageAnomalyMetrics Metri
 internal static class DetectorRuns
 {
     /// <summary>Fits <paramref name="estimator"/> (whose options report to <see cref="FitProgress.Instance"/>) with a progress bar per stage.</summary>
+    /// <remarks>
+    /// The bars are redrawn on the fitting thread, when a report arrives, not by a timer thread: TorchSharp passes
+    /// temporary scalars to native code without keeping them alive, and a garbage collection started by another
+    /// thread during such a call can free one under it (seen once in a 256 px CFlow run as a native "toFloat" error).
+    /// </remarks>
     public static (ITransformer Model, double Seconds) FitWithProgress(IEstimator<ITransformer> estimator, IDataView train)
     {
         var watch = Stopwatch.StartNew();
         ITransformer model = null!;
-        AnsiConsole.Progress().AutoClear(false).Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn())
+        AnsiConsole.Progress().AutoClear(false).AutoRefresh(false).Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn())
             .Start(context =>
             {
                 var tasks = new Dictionary<string, ProgressTask>();
@@ -54,6 +59,7 @@ internal static class DetectorRuns
                     task.Value = report.Step;
                     if (!double.IsNaN(report.Loss))
                         task.Description = $"{report.Stage} (loss {report.Loss:G4})";
+                    context.Refresh();
                 };
                 model = estimator.Fit(train);
                 foreach (var task in tasks.Values)
