@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Runtime.InteropServices;
 using Google.Protobuf;
+using Microsoft.ML.Anomaly.Vision.Export;
 using Microsoft.ML.Anomaly.Vision.Onnx;
 
 namespace Microsoft.ML.Anomaly.Vision;
@@ -137,13 +138,13 @@ public static class ImageNetBackbones
         }
 
         graph.Input.Clear();
-        graph.Input.Add(ResNetBackbones.FloatTensorInfo("input", ResNetBackbones.Dim("batch"), ResNetBackbones.Dim(3), ResNetBackbones.Dim("height"), ResNetBackbones.Dim("width")));
+        graph.Input.Add(OnnxGraphBuilder.FloatTensorInfo("input", OnnxGraphBuilder.Dim("batch"), OnnxGraphBuilder.Dim(3), OnnxGraphBuilder.Dim("height"), OnnxGraphBuilder.Dim("width")));
         graph.Output.Clear();
         for (int stage = 0; stage < StageTensors.Length; stage++)
         {
             string name = $"layer{stage + 1}";
-            graph.Output.Add(ResNetBackbones.FloatTensorInfo(name, ResNetBackbones.Dim("batch"), ResNetBackbones.Dim(64 << stage),
-                ResNetBackbones.Dim($"{name}_height"), ResNetBackbones.Dim($"{name}_width")));
+            graph.Output.Add(OnnxGraphBuilder.FloatTensorInfo(name, OnnxGraphBuilder.Dim("batch"), OnnxGraphBuilder.Dim(64 << stage),
+                OnnxGraphBuilder.Dim($"{name}_height"), OnnxGraphBuilder.Dim($"{name}_width")));
         }
         graph.ValueInfo.Clear();                       // fixed 224×224 shapes of the original
         OnnxModelEditor.Prune(graph, "input");          // drops the pooling head

@@ -1,6 +1,7 @@
 using System.Runtime.InteropServices;
 using Google.Protobuf;
 using Microsoft.ML.Anomaly.Vision.Onnx;
+using static Microsoft.ML.Anomaly.Vision.Export.OnnxGraphBuilder;
 
 namespace Microsoft.ML.Anomaly.Vision;
 
@@ -237,21 +238,6 @@ public static class ResNetBackbones
         return model.ToByteArray();
     }
 
-    internal static TensorShapeProto.Types.Dimension Dim(long value) => new() { DimValue = value };
-
-    internal static TensorShapeProto.Types.Dimension Dim(string name) => new() { DimParam = name };
-
-    internal static ValueInfoProto FloatTensorInfo(string name, params TensorShapeProto.Types.Dimension[] dims)
-    {
-        var shape = new TensorShapeProto();
-        shape.Dim.AddRange(dims);
-        return new ValueInfoProto
-        {
-            Name = name,
-            Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = (int)TensorProto.Types.DataType.Float, Shape = shape } },
-        };
-    }
-
     /// <summary>The bytes of <paramref name="values"/> in ONNX's raw_data layout (little-endian).</summary>
     internal static ByteString LittleEndianBytes(float[] values) => RawData(MemoryMarshal.AsBytes(values.AsSpan()).ToArray());
 
@@ -345,16 +331,6 @@ public static class ResNetBackbones
             tensor.RawData = RawData(raw);
             Graph.Initializer.Add(tensor);
             return key;
-        }
-
-        private static AttributeProto Int(string name, long value) =>
-            new() { Name = name, I = value, Type = AttributeProto.Types.AttributeType.Int };
-
-        private static AttributeProto Ints(string name, params long[] values)
-        {
-            var a = new AttributeProto { Name = name, Type = AttributeProto.Types.AttributeType.Ints };
-            a.Ints.AddRange(values);
-            return a;
         }
     }
 }

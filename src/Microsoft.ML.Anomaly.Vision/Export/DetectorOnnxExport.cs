@@ -3,6 +3,7 @@ using Google.Protobuf;
 using Microsoft.ML.Anomaly.Vision.Onnx;
 using Microsoft.ML.Data;
 using Microsoft.ML.Model.OnnxConverter;
+using static Microsoft.ML.Anomaly.Vision.Export.OnnxGraphBuilder;
 
 namespace Microsoft.ML.Anomaly.Vision.Export;
 
@@ -61,13 +62,13 @@ internal static class DetectorOnnxExport
         // A backbone exported for a fixed batch size may have it built into its constants: keep it fixed.
         long fixedBatch = FixedBatch(backbone);
         var batch = fixedBatch > 0 ? Dim(fixedBatch) : Dim("batch");
-        g.Input.Add(FloatTensor(InputName, batch, Dim(3), Dim(detector.InputHeight), Dim(detector.InputWidth)));
+        g.Input.Add(FloatTensorInfo(InputName, batch, Dim(3), Dim(detector.InputHeight), Dim(detector.InputWidth)));
         g.Node.Add(new NodeProto { Name = ScoreName, OpType = "Identity", Input = { score }, Output = { ScoreName } });
-        g.Output.Add(FloatTensor(ScoreName, batch.Clone()));
+        g.Output.Add(FloatTensorInfo(ScoreName, batch.Clone()));
         if (map is not null)
         {
             g.Node.Add(new NodeProto { Name = MapName, OpType = "Identity", Input = { map }, Output = { MapName } });
-            g.Output.Add(FloatTensor(MapName, batch.Clone(), Dim(detector.InputHeight), Dim(detector.InputWidth)));
+            g.Output.Add(FloatTensorInfo(MapName, batch.Clone(), Dim(detector.InputHeight), Dim(detector.InputWidth)));
         }
 
         var model = new ModelProto
@@ -285,20 +286,5 @@ internal static class DetectorOnnxExport
                         $"Operator {node.OpType} has attribute '{attribute.Name}' of kind {attribute.Type}, which ML.NET's ONNX converter cannot write; use ExportToOnnx(path).");
             }
         }
-    }
-
-    private static TensorShapeProto.Types.Dimension Dim(long value) => new() { DimValue = value };
-
-    private static TensorShapeProto.Types.Dimension Dim(string name) => new() { DimParam = name };
-
-    private static ValueInfoProto FloatTensor(string name, params TensorShapeProto.Types.Dimension[] dims)
-    {
-        var shape = new TensorShapeProto();
-        shape.Dim.AddRange(dims);
-        return new ValueInfoProto
-        {
-            Name = name,
-            Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = (int)TensorProto.Types.DataType.Float, Shape = shape } },
-        };
     }
 }

@@ -143,6 +143,22 @@ internal sealed class OnnxGraphBuilder
         return transposed;
     }
 
+    public static TensorShapeProto.Types.Dimension Dim(long value) => new() { DimValue = value };
+
+    public static TensorShapeProto.Types.Dimension Dim(string name) => new() { DimParam = name };
+
+    /// <summary>A float tensor's name, type and shape, for graph inputs and outputs.</summary>
+    public static ValueInfoProto FloatTensorInfo(string name, params TensorShapeProto.Types.Dimension[] dims)
+    {
+        var shape = new TensorShapeProto();
+        shape.Dim.AddRange(dims);
+        return new ValueInfoProto
+        {
+            Name = name,
+            Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = (int)TensorProto.Types.DataType.Float, Shape = shape } },
+        };
+    }
+
     public static AttributeProto Int(string name, long value) =>
         new() { Name = name, I = value, Type = AttributeProto.Types.AttributeType.Int };
 
