@@ -10,6 +10,8 @@ namespace Microsoft.ML.Anomaly.Vision.Internal;
 /// <remarks>
 /// ML.NET raises no event when it cancels a host, and the TorchSharp training core knows nothing of ML.NET, so the host's
 /// flag is polled every <see cref="PollInterval"/> and turned into the token the training core checks between steps.
+/// The poll runs on a thread of its own: a thread-pool timer can wait seconds for a thread while image decoding and
+/// training keep the pool busy.
 /// </remarks>
 internal sealed class HostCancellation : IDisposable
 {
@@ -18,14 +20,16 @@ internal sealed class HostCancellation : IDisposable
 
     private readonly IHost _host;
     private readonly CancellationTokenSource _source;
-    private readonly Timer _timer;
+    private readonly ManualResetEventSlim _stop = new();
+    private readonly Thread _poller;
 
     /// <summary>Links <paramref name="host"/>'s cancellation and <paramref name="token"/> into <see cref="Token"/>.</summary>
     public HostCancellation(IHost host, CancellationToken token)
     {
         _host = host;
         _source = CancellationTokenSource.CreateLinkedTokenSource(token);
-        _timer = new Timer(_ => Poll(), null, PollInterval, PollInterval);
+        _poller = new Thread(PollUntilStopped) { IsBackground = true, Name = "ML.NET cancellation poll" };
+        _poller.Start();
     }
 
     /// <summary>Cancelled when the user's token is, or within <see cref="PollInterval"/> of ML.NET cancelling the host.</summary>
@@ -41,17 +45,21 @@ internal sealed class HostCancellation : IDisposable
     /// <summary>Stops polling.</summary>
     public void Dispose()
     {
-        using (var stopped = new ManualResetEvent(false))
-        {
-            if (_timer.Dispose(stopped))
-                stopped.WaitOne();
-        }
+        _stop.Set();
+        _poller.Join();
+        _stop.Dispose();
         _source.Dispose();
     }
 
-    private void Poll()
+    private void PollUntilStopped()
     {
-        if (_host is ICancelable { IsCanceled: true } && !_source.IsCancellationRequested)
-            _source.Cancel();
+        while (!_stop.Wait(PollInterval))
+        {
+            if (_host is ICancelable { IsCanceled: true })
+            {
+                _source.Cancel();
+                return;
+            }
+        }
     }
 }

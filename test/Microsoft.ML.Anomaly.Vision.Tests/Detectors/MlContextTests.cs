@@ -21,6 +21,7 @@ public sealed class MlContextTests
     }
 
     [TestMethod]
+    [DoNotParallelize]   // a timing: measured without other tests competing for the two cores
     [DataRow("cfa", "training")]
     [DataRow("cflow", "training")]
     [DataRow("dfm-fre", "features")]
