@@ -1,5 +1,4 @@
 using System.Collections.Concurrent;
-using System.Runtime.InteropServices;
 using Google.Protobuf;
 using Microsoft.ML.Anomaly.Vision.Export;
 using Microsoft.ML.Anomaly.Vision.Onnx;
@@ -91,7 +90,7 @@ public static class ImageNetBackbones
 
         // conv1 takes normalised RGB: W'[o, c] = W[o, 2 − c] · 255 · std[c].
         TensorProto weight = initializers[conv1.Input[1]];
-        float[] w = ReadFloats(weight);
+        float[] w = OnnxGraphBuilder.ReadFloats(weight);
         float[] converted = new float[w.Length];
         int kernel = 7 * 7;
         for (int o = 0; o < 64; o++)
@@ -200,22 +199,9 @@ public static class ImageNetBackbones
         pads.Ints[3] = pads.Ints[1];
     }
 
-    private static float[] ReadFloats(TensorProto tensor)
-    {
-        if (tensor.FloatData.Count > 0)
-            return tensor.FloatData.ToArray();
-        byte[] raw = tensor.RawData.ToByteArray();
-        if (!BitConverter.IsLittleEndian)
-        {
-            for (int i = 0; i < raw.Length; i += 4)
-                Array.Reverse(raw, i, 4);
-        }
-        return MemoryMarshal.Cast<byte, float>(raw).ToArray();
-    }
-
     private static void WriteFloats(TensorProto tensor, float[] values)
     {
         tensor.FloatData.Clear();
-        tensor.RawData = ResNetBackbones.LittleEndianBytes(values);
+        tensor.RawData = OnnxGraphBuilder.LittleEndianBytes(values);
     }
 }

@@ -1,4 +1,3 @@
-using System.Runtime.InteropServices;
 using Google.Protobuf;
 using Microsoft.ML.Anomaly.Vision.Onnx;
 using static Microsoft.ML.Anomaly.Vision.Export.OnnxGraphBuilder;
@@ -238,20 +237,6 @@ public static class ResNetBackbones
         return model.ToByteArray();
     }
 
-    /// <summary>The bytes of <paramref name="values"/> in ONNX's raw_data layout (little-endian).</summary>
-    internal static ByteString LittleEndianBytes(float[] values) => RawData(MemoryMarshal.AsBytes(values.AsSpan()).ToArray());
-
-    /// <summary>Wraps floats stored in <paramref name="raw"/> in this machine's byte order as raw_data, made little-endian in place.</summary>
-    private static ByteString RawData(byte[] raw)
-    {
-        if (!BitConverter.IsLittleEndian)
-        {
-            for (int i = 0; i < raw.Length; i += 4)
-                Array.Reverse(raw, i, 4);
-        }
-        return UnsafeByteOperations.UnsafeWrap(raw);
-    }
-
     /// <summary>Appends nodes and initializers, naming them as the TorchScript-based exporter does.</summary>
     private sealed class GraphBuilder
     {
@@ -324,11 +309,11 @@ public static class ResNetBackbones
                 return key;
             }
             long count = shape.Aggregate(1L, (a, b) => a * b);
-            byte[] raw = new byte[count * sizeof(float)];
-            _weights(key, shape, kind, MemoryMarshal.Cast<byte, float>(raw.AsSpan()));
+            float[] values = new float[count];
+            _weights(key, shape, kind, values);
             var tensor = new TensorProto { Name = key, DataType = (int)TensorProto.Types.DataType.Float };
             tensor.Dims.AddRange(shape);
-            tensor.RawData = RawData(raw);
+            tensor.RawData = LittleEndianBytes(values);
             Graph.Initializer.Add(tensor);
             return key;
         }

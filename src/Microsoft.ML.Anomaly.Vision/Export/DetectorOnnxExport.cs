@@ -238,7 +238,7 @@ internal static class DetectorOnnxExport
         switch ((TensorProto.Types.DataType)tensor.DataType)
         {
             case TensorProto.Types.DataType.Float:
-                float[] floats = tensor.RawData.Length > 0 ? MemoryMarshal.Cast<byte, float>(tensor.RawData.Span).ToArray() : [.. tensor.FloatData];
+                float[] floats = ReadFloats(tensor);
                 return dims.Length == 0 ? ctx.AddInitializer(floats[0], tensor.Name) : ctx.AddInitializer(floats, dims, tensor.Name);
             case TensorProto.Types.DataType.Int64:
                 long[] longs = tensor.RawData.Length > 0 ? MemoryMarshal.Cast<byte, long>(tensor.RawData.Span).ToArray() : [.. tensor.Int64Data];

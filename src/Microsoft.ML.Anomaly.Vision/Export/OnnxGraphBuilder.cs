@@ -64,10 +64,7 @@ internal sealed class OnnxGraphBuilder
         CheckCount(values.Length, dims);
         var tensor = new TensorProto { Name = Name(hint), DataType = (int)TensorProto.Types.DataType.Float };
         tensor.Dims.AddRange(dims);
-        byte[] raw = MemoryMarshal.AsBytes(values).ToArray();
-        if (!BitConverter.IsLittleEndian)
-            throw new PlatformNotSupportedException("ONNX stores tensors little-endian; big-endian machines are not supported.");
-        tensor.RawData = UnsafeByteOperations.UnsafeWrap(raw);
+        tensor.RawData = LittleEndianBytes(values);
         Graph.Initializer.Add(tensor);
         return tensor.Name;
     }
@@ -141,6 +138,32 @@ internal sealed class OnnxGraphBuilder
             for (int c = 0; c < columns; c++)
                 transposed[c * rows + r] = matrix[r * columns + c];
         return transposed;
+    }
+
+    /// <summary><paramref name="values"/> in ONNX's raw_data layout (little-endian).</summary>
+    public static ByteString LittleEndianBytes(ReadOnlySpan<float> values)
+    {
+        byte[] raw = MemoryMarshal.AsBytes(values).ToArray();
+        if (!BitConverter.IsLittleEndian)
+        {
+            for (int i = 0; i < raw.Length; i += 4)
+                Array.Reverse(raw, i, 4);
+        }
+        return UnsafeByteOperations.UnsafeWrap(raw);
+    }
+
+    /// <summary>The values of a float tensor, from its raw_data (little-endian) or its float_data.</summary>
+    public static float[] ReadFloats(TensorProto tensor)
+    {
+        if (tensor.FloatData.Count > 0)
+            return [.. tensor.FloatData];
+        byte[] raw = tensor.RawData.ToByteArray();
+        if (!BitConverter.IsLittleEndian)
+        {
+            for (int i = 0; i < raw.Length; i += 4)
+                Array.Reverse(raw, i, 4);
+        }
+        return MemoryMarshal.Cast<byte, float>(raw).ToArray();
     }
 
     public static TensorShapeProto.Types.Dimension Dim(long value) => new() { DimValue = value };
