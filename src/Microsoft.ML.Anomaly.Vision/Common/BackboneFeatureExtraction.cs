@@ -41,6 +41,7 @@ internal static class BackboneFeatureExtraction
             var run = new FitRun(seed, device, cudaDeviceIndex, TrainingProgressSink(channel, options.Progress), cancellation.Token);
             using FeatureStore features = Extract(channel, input, options.InputColumnName, options.ImageHeight, options.ImageWidth,
                 options.BatchSize, backbone, precision, memoryLimitBytes, options.Progress, cancellation.Token);
+            cancellation.ThrowIfCancellationRequested();   // the host's flag itself: the token sees it only at the next poll
             return fitOnFeatures(backbone, features, run);
         }
         catch
