@@ -3,8 +3,9 @@ using Anomaly.Vision.Training;
 
 /// <summary>
 /// CFlow decoder speed on ResNet-18 feature shapes: inference images/s of <see cref="CflowModel.LogLikelihoods"/>
-/// at 256×256 input, and training seconds per epoch on 60 images at 128×128 or 256×256 input, default options, with
-/// TorchSharp's per-parameter Adam and with <see cref="FusedAdam"/>. Last line: <c>cflow_epoch_fused_vs_per_parameter=</c> (time ratio).
+/// at 256×256 input, and training seconds per epoch on 60 images at 128×128 or 256×256 input, default options,
+/// through LibTorch (autograd and torch.optim.Adam, the earlier path) and with <see cref="CflowCpuStep"/>.
+/// Last line: <c>cflow_epoch_cpu_step_vs_libtorch=</c> (time ratio).
 /// Usage: <c>cflow [cpu|cuda] [inference-batch (0: skip)] [training epochs (0: skip)] [torch threads] [training input size 128|256]</c>.
 /// </summary>
 internal static class CflowBenchmark
@@ -30,39 +31,39 @@ internal static class CflowBenchmark
         if (epochs <= 0)
             return 0;
 
-        // Training, 60 images at 128×128 (128×16×16, 256×8×8, 512×4×4) or 256×256 input: TorchSharp's per-parameter
-        // Adam (the previous path) against FusedAdam, alternately, the same epochs each; both must give the same model.
+        // Training, 60 images at 128×128 (128×16×16, 256×8×8, 512×4×4) or 256×256 input: LibTorch (the earlier path)
+        // against CflowCpuStep, alternately, the same epochs each; both must give the same model.
         LayerShape[] training = trainingSize == 256 ? at256 : [new(128, 16, 16), new(256, 8, 8), new(512, 4, 4)];
         var features = RandomFeatures(training, 60, 2);
         var probe = RandomFeatures(training, 2, 3);
         var options = new CflowTrainingOptions { Epochs = epochs, Device = device };
-        double perParameterSeconds = double.MaxValue, fusedSeconds = double.MaxValue;
-        float[][]? perParameterLogLikelihoods = null, fusedLogLikelihoods = null;
+        double libTorchSeconds = double.MaxValue, cpuStepSeconds = double.MaxValue;
+        float[][]? libTorchLogLikelihoods = null, cpuStepLogLikelihoods = null;
         for (int round = 0; round < 2; round++)
         {
-            foreach (bool perParameter in new[] { true, false })
+            foreach (bool throughLibTorch in new[] { true, false })
             {
                 var clock = Stopwatch.StartNew();
-                using var model = CflowTrainer.Train(features, options, null, default, perParameter);
+                using var model = CflowTrainer.Train(features, options, null, default, throughLibTorch);
                 double seconds = clock.Elapsed.TotalSeconds / epochs;
-                Console.WriteLine($"  round {round + 1}, {(perParameter ? "per-parameter Adam" : "FusedAdam")}: {seconds:F2} s/epoch");
-                if (perParameter)
+                Console.WriteLine($"  round {round + 1}, {(throughLibTorch ? "LibTorch" : "CflowCpuStep")}: {seconds:F2} s/epoch");
+                if (throughLibTorch)
                 {
-                    perParameterSeconds = Math.Min(perParameterSeconds, seconds);
-                    perParameterLogLikelihoods = Evaluate(model, probe);
+                    libTorchSeconds = Math.Min(libTorchSeconds, seconds);
+                    libTorchLogLikelihoods = Evaluate(model, probe);
                 }
                 else
                 {
-                    fusedSeconds = Math.Min(fusedSeconds, seconds);
-                    fusedLogLikelihoods = Evaluate(model, probe);
+                    cpuStepSeconds = Math.Min(cpuStepSeconds, seconds);
+                    cpuStepLogLikelihoods = Evaluate(model, probe);
                 }
             }
         }
-        double difference = perParameterLogLikelihoods!.Zip(fusedLogLikelihoods!, (a, b) => a.Zip(b, (x, y) => Math.Abs(x - y)).Max()).Max();
-        double scale = perParameterLogLikelihoods!.Max(a => a.Max(Math.Abs));
-        Console.WriteLine($"training 60 images at {trainingSize}×{trainingSize}, {epochs} epoch(s) per run, best of 2: per-parameter Adam " +
-                          $"{perParameterSeconds:F2} s/epoch, FusedAdam {fusedSeconds:F2} s/epoch; probe log-likelihoods differ by at most {difference:G3} (of {scale:G3})");
-        Console.WriteLine($"cflow_epoch_fused_vs_per_parameter={fusedSeconds / perParameterSeconds:F3}");
+        double difference = libTorchLogLikelihoods!.Zip(cpuStepLogLikelihoods!, (a, b) => a.Zip(b, (x, y) => Math.Abs(x - y)).Max()).Max();
+        double scale = libTorchLogLikelihoods!.Max(a => a.Max(Math.Abs));
+        Console.WriteLine($"training 60 images at {trainingSize}×{trainingSize}, {epochs} epoch(s) per run, best of 2: LibTorch " +
+                          $"{libTorchSeconds:F2} s/epoch, CflowCpuStep {cpuStepSeconds:F2} s/epoch; probe log-likelihoods differ by at most {difference:G3} (of {scale:G3})");
+        Console.WriteLine($"cflow_epoch_cpu_step_vs_libtorch={cpuStepSeconds / libTorchSeconds:F3}");
         return 0;
     }
 

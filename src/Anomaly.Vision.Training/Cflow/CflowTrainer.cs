@@ -24,11 +24,12 @@ public static class CflowTrainer
     /// <exception cref="OperationCanceledException">Training was cancelled.</exception>
     public static CflowModel Train(IFeatureSource features, CflowTrainingOptions options,
         IProgress<TrainingProgress>? progress = null, CancellationToken cancellationToken = default) =>
-        Train(features, options, progress, cancellationToken, perParameterAdam: false);
+        Train(features, options, progress, cancellationToken, throughLibTorch: false);
 
-    /// <summary>Trains the decoders, with <see cref="FusedAdam"/> on the CPU or, for comparison (and off the CPU), TorchSharp's per-parameter Adam.</summary>
+    /// <summary>Trains the decoders with <see cref="CflowCpuStep"/> on the CPU or, off the CPU (and on it for
+    /// comparison), through LibTorch: autograd and torch.optim.Adam.</summary>
     internal static CflowModel Train(IFeatureSource features, CflowTrainingOptions options,
-        IProgress<TrainingProgress>? progress, CancellationToken cancellationToken, bool perParameterAdam)
+        IProgress<TrainingProgress>? progress, CancellationToken cancellationToken, bool throughLibTorch)
     {
         ArgumentNullException.ThrowIfNull(features);
         ArgumentNullException.ThrowIfNull(options);
@@ -76,19 +77,22 @@ public static class CflowTrainer
 
             // anomalib steps one Adam over all decoders' parameters after zeroing the gradients to None; each step's
             // loss involves one decoder only, and Adam keeps per-parameter state and skips parameters without a
-            // gradient, so that is exactly one Adam per decoder (which also spares updating idle decoders).
-            // On the CPU a fused Adam (same update, up to rounding) cuts the per-step overhead; see FusedAdam.
-            bool fused = !perParameterAdam && device.type == DeviceType.CPU;
-            var optimizers = flows.Select(f => fused
-                ? (ILossStepper)new FusedAdam(f.Parameters(), options.LearningRate)
-                : new PerParameterAdam(f.Parameters(), options.LearningRate)).ToArray();
+            // gradient, so that is exactly one Adam per decoder (which also spares updating idle decoders). The decoders
+            // are independent, so on the CPU they train in parallel, one thread each, on the same fiber batches.
+            bool handWritten = !throughLibTorch && device.type == DeviceType.CPU;
+            var steps = handWritten ? flows.Select(f => new CflowCpuStep(f, options.LearningRate)).ToArray() : null;
+            var optimizers = handWritten ? null : flows.Select(f => optim.Adam(f.Parameters(), options.LearningRate)).ToArray();
             try
             {
-                using var lossSum = zeros(1, ScalarType.Float64, device);
                 var buffers = layers.Select(s => new float[fullBatch * s.Size]).ToArray();
+                var codeValues = codes.Select(c => MemoryMarshal.Cast<byte, float>(c.cpu().contiguous().bytes).ToArray()).ToArray();
+                var shuffles = new long[layers.Count][];
+                var losses = new double[layers.Count];
+                // The largest layers first, so that the last to start is the smallest.
+                var byWork = Enumerable.Range(0, layers.Count).OrderByDescending(l => (long)layers[l].Height * layers[l].Width * layers[l].Channels).ToArray();
                 for (int epoch = 0; epoch < options.Epochs; epoch++)
                 {
-                    lossSum.zero_();
+                    Array.Clear(losses);
                     long fiberCount = 0;
                     long[] order;
                     using (var perm = randperm(features.Count, generator: generator, dtype: ScalarType.Int64))
@@ -99,17 +103,34 @@ public static class CflowTrainer
                         for (int l = 0; l < layers.Count; l++)
                         {
                             cancellationToken.ThrowIfCancellationRequested();
-                            fiberCount += TrainLayer(features, l, order.AsSpan(first, batch), buffers[l], flows[l], codes[l],
-                                optimizers[l], options.FiberBatchSize, generator, device, lossSum, cancellationToken);
+                            var shape = layers[l];
+                            for (int i = 0; i < batch; i++)
+                                features.Read((int)order[first + i], l, buffers[l].AsSpan(i * shape.Size, shape.Size));
+                            long total = (long)batch * shape.Height * shape.Width;
+                            using var perm = randperm(total, generator: generator, dtype: ScalarType.Int64);
+                            shuffles[l] = perm.data<long>().ToArray();
+                            fiberCount += total;
+                        }
+                        if (steps is not null)
+                        {
+                            Parallel.ForEach(byWork, new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount }, l =>
+                                losses[l] += TrainLayer(steps[l], buffers[l], layers[l], shuffles[l], codeValues[l], options.FiberBatchSize, cancellationToken));
+                            cancellationToken.ThrowIfCancellationRequested();
+                        }
+                        else
+                        {
+                            for (int l = 0; l < layers.Count; l++)
+                                losses[l] += TrainLayer(flows[l], optimizers![l], buffers[l], batch, layers[l], shuffles[l], codes[l], options.FiberBatchSize, device, cancellationToken);
                         }
                     }
-                    double meanLoss = lossSum.item<double>() / fiberCount;
-                    progress?.Report(new TrainingProgress("training", epoch + 1, options.Epochs, meanLoss));
+                    progress?.Report(new TrainingProgress("training", epoch + 1, options.Epochs, losses.Sum() / fiberCount));
                 }
+                for (int l = 0; l < (steps?.Length ?? 0); l++)
+                    steps![l].CopyTo(flows[l]);
             }
             finally
             {
-                foreach (var optimizer in optimizers)
+                foreach (var optimizer in optimizers ?? [])
                     optimizer.Dispose();
             }
             var model = new CflowModel(layers, conditionSize, options.ClampAlpha, options.PermuteSoft, flows, device);
@@ -134,41 +155,55 @@ public static class CflowTrainer
         }
     }
 
-    /// <summary>Shuffles one layer's fibers of one image batch and takes one step per fiber batch; returns the fiber count.</summary>
-    private static long TrainLayer(IFeatureSource features, int layer, ReadOnlySpan<long> images, float[] buffer,
-        ConditionalFlow flow, Tensor code, ILossStepper optimizer, int fiberBatchSize, Generator generator,
-        Device device, Tensor lossSum, CancellationToken cancellationToken)
+    /// <summary>
+    /// One layer's steps over one image batch: its fibers in shuffled order, cut into fiber batches. There is one fiber
+    /// batch when the batch has fewer fibers than that (the last, smaller image batch); otherwise total / fiberBatchSize
+    /// of them, the last taking the remainder.
+    /// </summary>
+    private static IEnumerable<(int Start, int Length)> FiberBatches(int total, int fiberBatchSize)
     {
-        var shape = features.Layers[layer];
-        int positions = shape.Height * shape.Width;
-        int batch = images.Length;
-        for (int i = 0; i < batch; i++)
-            features.Read((int)images[i], layer, buffer.AsSpan(i * shape.Size, shape.Size));
+        int batches = Math.Max(1, total / fiberBatchSize);
+        for (int f = 0; f < batches; f++)
+            yield return (f * fiberBatchSize, f < batches - 1 ? fiberBatchSize : total - f * fiberBatchSize);
+    }
 
+    /// <summary>Trains one layer's decoder on one image batch with <see cref="CflowCpuStep"/>; returns the loss sum. Stops early, without throwing, on cancellation.</summary>
+    private static double TrainLayer(CflowCpuStep step, float[] maps, LayerShape shape, long[] shuffle, float[] code,
+        int fiberBatchSize, CancellationToken cancellationToken)
+    {
+        double lossSum = 0;
+        foreach (var (start, length) in FiberBatches(shuffle.Length, fiberBatchSize))
+        {
+            if (cancellationToken.IsCancellationRequested)
+                break;
+            lossSum += step.Step(maps, shape.Height * shape.Width, shuffle.AsSpan(start, length), code);
+        }
+        return lossSum;
+    }
+
+    /// <summary>Trains one layer's decoder on one image batch through LibTorch; returns the loss sum.</summary>
+    private static double TrainLayer(ConditionalFlow flow, optim.Optimizer optimizer, float[] buffer, int batch, LayerShape shape,
+        long[] shuffle, Tensor code, int fiberBatchSize, Device device, CancellationToken cancellationToken)
+    {
+        int positions = shape.Height * shape.Width;
         using var batchScope = NewDisposeScope();
+        using var lossSum = zeros(1, ScalarType.Float64, device);
         var maps = CflowModel.FromSpan(buffer.AsSpan(0, batch * shape.Size), new long[] { batch, shape.Channels, positions });
         var fibers = maps.to(device).transpose(1, 2).reshape(batch * positions, shape.Channels).contiguous();   // [(b h w), C]
         var conditions = code.repeat(batch, 1);                                                               // [(b h w), P]
-        long total = (long)batch * positions;
-        var shuffle = randperm(total, generator: generator, dtype: ScalarType.Int64).to(device);
-
-        // One fiber batch when the last, smaller image batch has fewer fibers than a fiber batch; otherwise
-        // total / fiberBatchSize batches, the last one taking the remainder.
-        long fiberBatches = Math.Max(1, total / fiberBatchSize);
-        for (long f = 0; f < fiberBatches; f++)
+        var order = tensor(shuffle).to(device);
+        foreach (var (start, length) in FiberBatches(shuffle.Length, fiberBatchSize))
         {
             cancellationToken.ThrowIfCancellationRequested();
             using var step = NewDisposeScope();
-            long start = f * fiberBatchSize;
-            long length = f < fiberBatches - 1 ? fiberBatchSize : total - start;
-            var index = shuffle.narrow(0, start, length);
-            var x = fibers.index_select(0, index);
-            var c = conditions.index_select(0, index);
-            var (mean, perFiber) = flow.Loss(x, c);
-            optimizer.Step(mean);
+            var index = order.narrow(0, start, length);
+            var (mean, perFiber) = flow.Loss(fibers.index_select(0, index), conditions.index_select(0, index));
+            optimizer.zero_grad();
+            mean.backward();
+            optimizer.step();
             using (no_grad())
                 lossSum.add_(perFiber.detach().sum().to(ScalarType.Float64));
         }
-        return total;
+        return lossSum.item<double>();
     }
 }

@@ -1,74 +1,50 @@
 using System.Numerics;
 using System.Runtime.InteropServices;
-using TorchSharp;
-using static TorchSharp.torch;
-using Parameter = TorchSharp.Modules.Parameter;
 
 namespace Anomaly.Vision.Training;
 
-/// <summary>One optimizer step from a loss: the gradient of the loss with respect to the parameters, then the update.</summary>
-internal interface ILossStepper : IDisposable
-{
-    /// <summary>Takes one step that lowers <paramref name="loss"/>; temporaries go to the caller's dispose scope.</summary>
-    void Step(Tensor loss);
-}
-
 /// <summary>
-/// Adam (torch.optim.Adam without weight decay or AMSGrad: the same update, up to rounding) for float32 parameters
-/// on the CPU, one fused pass over each parameter.
-/// <para>
-/// Design: when a step is many small tensors, its cost is the number of tensor operations and passes over memory
-/// rather than the arithmetic. TorchSharp's Adam issues about ten tensor operations per parameter (CFlow's decoder
-/// has 48 parameters), each a native call, an allocation or a pass over the parameter, plus zeroing every
-/// gradient. Here the gradients come from <c>autograd.grad</c> (nothing to zero, no accumulation into
-/// <c>.grad</c>) and one C# loop per parameter reads gradient, moments and value once and writes them once.
-/// Concatenating all parameters into one buffer instead was slower: the working set leaves the caches.
-/// </para>
+/// Adam (torch.optim.Adam without weight decay or AMSGrad: the same update, up to rounding) over float32 parameters
+/// held in C# arrays, one fused pass over each parameter: gradient, moments and value are read once and written once.
 /// </summary>
-internal sealed class FusedAdam : ILossStepper
+internal sealed class FusedAdam
 {
     private const float Beta1 = 0.9f, Beta2 = 0.999f, Epsilon = 1e-8f;
-    private readonly Tensor[] _parameters;
     private readonly float[][] _expAvg;
     private readonly float[][] _expAvgSq;
     private readonly double _learningRate;
     private long _step;
+    private float _stepSize, _inverseSqrtCorrection2;
 
-    /// <param name="parameters">Contiguous float32 CPU parameters; each must receive a gradient at every step.</param>
+    /// <param name="parameterLengths">The number of values of each parameter, in the order <see cref="Update"/> is given them.</param>
     /// <param name="learningRate">Adam's learning rate.</param>
-    public FusedAdam(IEnumerable<Parameter> parameters, double learningRate)
+    public FusedAdam(IEnumerable<int> parameterLengths, double learningRate)
     {
-        _parameters = parameters.Cast<Tensor>().ToArray();
-        foreach (var p in _parameters)
-            if (p.dtype != ScalarType.Float32 || p.device_type != DeviceType.CPU || !p.is_contiguous())
-                throw new ArgumentException("FusedAdam takes contiguous float32 CPU parameters.", nameof(parameters));
         _learningRate = learningRate;
-        _expAvg = _parameters.Select(p => new float[p.numel()]).ToArray();
-        _expAvgSq = _parameters.Select(p => new float[p.numel()]).ToArray();
+        _expAvg = parameterLengths.Select(n => new float[n]).ToArray();
+        _expAvgSq = _expAvg.Select(m => new float[m.Length]).ToArray();
     }
 
-    /// <inheritdoc />
-    public void Step(Tensor loss)
+    /// <summary>Starts a step: every parameter is then updated once with <see cref="Update"/>.</summary>
+    public void BeginStep()
     {
-        var gradients = autograd.grad([loss], _parameters);
         _step++;
         double biasCorrection1 = 1 - Math.Pow(Beta1, _step);
         double biasCorrection2 = 1 - Math.Pow(Beta2, _step);
-        float stepSize = (float)(_learningRate / biasCorrection1);
-        float inverseSqrtCorrection2 = (float)(1 / Math.Sqrt(biasCorrection2));
-        using var noGrad = no_grad();
-        for (int i = 0; i < _parameters.Length; i++)
-        {
-            var gradient = gradients[i].contiguous();
-            Update(MemoryMarshal.Cast<byte, float>(_parameters[i].bytes), MemoryMarshal.Cast<byte, float>(gradient.bytes),
-                _expAvg[i], _expAvgSq[i], stepSize, inverseSqrtCorrection2);
-        }
+        _stepSize = (float)(_learningRate / biasCorrection1);
+        _inverseSqrtCorrection2 = (float)(1 / Math.Sqrt(biasCorrection2));
     }
 
     /// <summary>m ← β₁m + (1−β₁)g; v ← β₂v + (1−β₂)g²; p ← p − step·m / (√v·c + ε), c = 1/√(1−β₂ᵗ).</summary>
-    internal static void Update(Span<float> values, ReadOnlySpan<float> gradient, Span<float> expAvg, Span<float> expAvgSq,
-        float stepSize, float inverseSqrtCorrection2)
+    /// <param name="parameter">The parameter's index.</param>
+    /// <param name="values">Its values, updated in place.</param>
+    /// <param name="gradient">Its gradient.</param>
+    public void Update(int parameter, Span<float> values, ReadOnlySpan<float> gradient)
     {
+        Span<float> expAvg = _expAvg[parameter], expAvgSq = _expAvgSq[parameter];
+        if (values.Length != expAvg.Length || gradient.Length != expAvg.Length)
+            throw new ArgumentException($"Parameter {parameter} has {expAvg.Length} values; got {values.Length} values and {gradient.Length} gradients.");
+        float stepSize = _stepSize, inverseSqrtCorrection2 = _inverseSqrtCorrection2;
         int i = 0;
         if (Vector.IsHardwareAccelerated)
         {
@@ -104,26 +80,4 @@ internal sealed class FusedAdam : ILossStepper
             values[i] -= stepSize * (m / (MathF.Sqrt(v) * inverseSqrtCorrection2 + Epsilon));
         }
     }
-
-    /// <inheritdoc />
-    public void Dispose()
-    {
-    }
-}
-
-/// <summary>TorchSharp's own Adam, one parameter at a time: used off the CPU, and the reference <see cref="FusedAdam"/> is measured and tested against.</summary>
-internal sealed class PerParameterAdam(IEnumerable<Parameter> parameters, double learningRate) : ILossStepper
-{
-    private readonly optim.Optimizer _adam = optim.Adam(parameters, learningRate);
-
-    /// <inheritdoc />
-    public void Step(Tensor loss)
-    {
-        _adam.zero_grad();
-        loss.backward();
-        _adam.step();
-    }
-
-    /// <inheritdoc />
-    public void Dispose() => _adam.Dispose();
 }
