@@ -276,7 +276,7 @@ internal static class CfaTrainBenchmark
     }
 
     /// <summary>Writes PNGs of a smooth shaded disc with mild noise, like a photographed part (noise-only images would decode slower).</summary>
-    private static string[] WritePngs(string folder, int count, int pngSize)
+    internal static string[] WritePngs(string folder, int count, int pngSize)
     {
         var paths = new string[count];
         var random = new Random(1);

@@ -7,9 +7,10 @@ switch (args.FirstOrDefault())
     case "cfa": return CfaBenchmark.Run(args[1..]);
     case "cfa-train": return CfaTrainBenchmark.Run(args[1..]);
     case "cflow": return CflowBenchmark.Run(args[1..]);
+    case "dfm": return DfmBenchmark.Run(args[1..]);
     case "cflow-map": return CflowMapBenchmark.Run(args[1..]);
     case "onnx": return OnnxExportBenchmark.Run(args[1..]);
     default:
-        Console.WriteLine("usage: dotnet run -c Release --project bench -- backbone|scorer|cfa|cfa-train|cflow|cflow-map|onnx");
+        Console.WriteLine("usage: dotnet run -c Release --project bench -- backbone|scorer|cfa|cfa-train|cflow|cflow-map|dfm|onnx");
         return 1;
 }

@@ -13,18 +13,19 @@ namespace Anomaly.Vision.Training;
 /// <para>
 /// Why: a step is small (64 fibers through 8 coupling blocks whose subnets are 2-layer MLPs of a few hundred
 /// units), so through LibTorch its time goes to some 300 tensor operations and their autograd bookkeeping, not to
-/// arithmetic. Here the step is 7 <see cref="SmallGemm"/> products per block on the calling thread (weights times
-/// activations, with the weights read in place), everything between them fused into passes over rows, and no
-/// allocation once the buffers have grown. Activations are stored channels-first, [channels, fibers], so that a
+/// arithmetic. Here the step is 8 <see cref="SmallGemm"/> products per block on the calling thread (weights times
+/// activations, the weights read in place, never packed), everything between them fused into passes over rows, and
+/// no allocation once the buffers have grown. Activations are stored channels-first, [channels, fibers], so that a
 /// channel's values for all fibers are one contiguous row: the products read them as B, and the per-channel work
-/// (bias, scale, permutation) is whole-row arithmetic. The weight gradients need fibers-first copies of the subnet's
-/// inputs (transposed per block, a small cost next to the products). The weights live in C# arrays during training
-/// (<see cref="CopyTo"/> writes them back).
+/// (bias, scale, permutation) is whole-row arithmetic. The weight gradients need fibers-first copies of ∂L/∂a and
+/// x₁ (transposed per block, a small cost next to the products); W₂ is kept transposed so that its gradient needs
+/// the small ∂L/∂a rather than the hidden layer fibers-first. The weights live in C# arrays during training
+/// (<see cref="CopyTo"/> writes them back in LibTorch's layout).
 /// </para>
 /// <para>
 /// The gradient is autograd's, derived for <see cref="AllInOneCouplingBlock.Forward"/> (u = (x₁, x₂·eˢ + t),
 /// v = u·σ + β, y = P v, s = α·tanh(a₁), (a₁, t) = 0.1·(relu([x₁, c]·W₁ᵀ + b₁)·W₂ᵀ + b₂)) and the loss
-/// L = mean(softplus(−log p / C)): with ḡ = ∂L/∂log-det per fiber,
+/// L = mean(softplus(−log p / C)), log p the fiber's log-likelihood: with ḡ = ∂L/∂log-det per fiber,
 /// ∂L/∂σ = Σ ∂L/∂v·u + Σ ḡ / σ, ∂L/∂x₂ = ∂L/∂x₂′·eˢ, ∂L/∂s = ∂L/∂x₂′·x₂·eˢ + ḡ, ∂L/∂a₁ = ∂L/∂s·(α − s²/α), and the
 /// subnet's products backwards as usual; x₁ collects ∂L/∂u₁ and the subnet's input gradient. Tests compare it with
 /// the LibTorch path (autograd and torch.optim.Adam) step for step.
