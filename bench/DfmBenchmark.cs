@@ -47,7 +47,7 @@ internal static class DfmBenchmark
             string[] train = all[..trainImages], score = all[trainImages..(trainImages + scoreImages)];
             var backbone = ImageNetBackbones.ResNet18();
             Console.WriteLine($"DFM ({scoreType}), {size}×{size}, backbone {backbone}, {train.Length} training and {score.Length} scoring " +
-                              $"{(imageFolder is null ? $"synthetic {pngSize}×{pngSize}" : "")} PNG images; {Environment.ProcessorCount} cores");
+                              $"{(imageFolder is null ? $"synthetic {pngSize}×{pngSize} " : "")}PNG images; {Environment.ProcessorCount} cores");
 
             // End to end.
             var ml = new MLContext(seed: 0);
