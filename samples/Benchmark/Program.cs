@@ -10,7 +10,6 @@ using System.Globalization;
 using AnomalyVision.Samples;
 using AnomalyVision.Samples.Benchmark;
 using Microsoft.ML;
-using Anomaly.Vision.Training;
 using Microsoft.ML.Anomaly.Vision;
 using Spectre.Console;
 

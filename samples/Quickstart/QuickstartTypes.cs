@@ -1,5 +1,4 @@
 using System.Globalization;
-using Anomaly.Vision.Training;
 using Microsoft.ML.Anomaly.Vision;
 
 namespace Quickstart;

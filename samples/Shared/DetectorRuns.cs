@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using Anomaly.Vision.Training;
 using Microsoft.ML;
 using Microsoft.ML.Anomaly.Vision;
 using Microsoft.ML.Data;

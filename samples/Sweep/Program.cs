@@ -8,7 +8,6 @@
 // validation metric ranked the trials: the chosen, best and median trial on the test set and the Spearman correlation.
 using System.Diagnostics;
 using System.Globalization;
-using Anomaly.Vision.Training;
 using Microsoft.ML;
 using Microsoft.ML.Anomaly.Vision;
 

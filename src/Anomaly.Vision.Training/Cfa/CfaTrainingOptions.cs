@@ -3,37 +3,37 @@ namespace Anomaly.Vision.Training;
 /// <summary>Settings of <see cref="CfaTrainer"/>; the defaults are those of anomalib's CFA.</summary>
 public sealed class CfaTrainingOptions
 {
-    /// <summary>Memory-bank compression: when above 1, the bank's H·W patch centroids are clustered with k-means into (H·W)/GammaC centres.</summary>
+    /// <summary>Memory-bank compression: when above 1, the bank's H·W patch centroids are clustered with k-means into (H·W)/GammaC centres. Default 1.</summary>
     public int GammaC { get; set; } = 1;
 
-    /// <summary>Descriptor compression: the descriptor has (sum of layer channels)/GammaD output channels.</summary>
+    /// <summary>Descriptor compression: the descriptor has (sum of layer channels)/GammaD output channels. Default 1.</summary>
     public int GammaD { get; set; } = 1;
 
-    /// <summary>Number of nearest memory-bank entries pulled inside the hypersphere (and used for scoring).</summary>
+    /// <summary>Number of nearest memory-bank entries pulled inside the hypersphere (and used for scoring). Default 3.</summary>
     public int NumNearestNeighbors { get; set; } = 3;
 
-    /// <summary>Number of hard negative features: the loss pushes the nearest entries from this rank on out of the hypersphere.</summary>
+    /// <summary>Number of hard negative features: the loss pushes the nearest entries from this rank on out of the hypersphere. Default 3.</summary>
     public int NumHardNegativeFeatures { get; set; } = 3;
 
-    /// <summary>Hypersphere radius; constant during training, as in anomalib.</summary>
+    /// <summary>Hypersphere radius; constant during training, as in anomalib. Default 1e-5.</summary>
     public float Radius { get; set; } = 1e-5f;
 
-    /// <summary>Number of passes over the training features.</summary>
+    /// <summary>Number of passes over the training features. Default 30.</summary>
     public int Epochs { get; set; } = 30;
 
-    /// <summary>AdamW learning rate.</summary>
+    /// <summary>AdamW (AMSGrad) learning rate. Default 1e-3.</summary>
     public float LearningRate { get; set; } = 1e-3f;
 
-    /// <summary>AdamW weight decay (the optimizer uses AMSGrad, as anomalib's CFA does).</summary>
+    /// <summary>AdamW weight decay (the optimizer uses AMSGrad, as anomalib's CFA does). Default 5e-4.</summary>
     public float WeightDecay { get; set; } = 5e-4f;
 
-    /// <summary>Images per optimisation step and per memory-bank batch.</summary>
+    /// <summary>Images per optimisation step and per memory-bank batch. Default 32.</summary>
     public int BatchSize { get; set; } = 32;
 
-    /// <summary>Seed of the descriptor's initial weights, the batch shuffling and k-means.</summary>
+    /// <summary>Seed of the descriptor's initial weights, the batch shuffling and k-means. Default 0.</summary>
     public int Seed { get; set; }
 
-    /// <summary>Where training runs.</summary>
+    /// <summary>Where training runs. Default <see cref="ComputeDevice.Auto"/>.</summary>
     public ComputeDevice Device { get; set; } = ComputeDevice.Auto;
 
     /// <summary>Which CUDA device training uses when it runs on CUDA (0 is the first). Default 0.</summary>

@@ -1,4 +1,5 @@
-namespace Anomaly.Vision.Training;
+// Declared here, beside the trainers that take it, in the namespace of the ML.NET options that expose it, so that users need no second using.
+namespace Microsoft.ML.Anomaly.Vision;
 
 /// <summary>Where training and TorchSharp inference run.</summary>
 public enum ComputeDevice

@@ -1,4 +1,5 @@
-namespace Anomaly.Vision.Training;
+// Declared here, beside the trainers that take it, in the namespace of the ML.NET options that expose it, so that users need no second using.
+namespace Microsoft.ML.Anomaly.Vision;
 
 /// <summary>A progress report from a detector's Fit: which stage runs and, while training, the epoch and its loss.</summary>
 /// <param name="Stage">What runs now, for example "features", "memory bank" or "training".</param>

@@ -1,4 +1,5 @@
-namespace Anomaly.Vision.Training;
+// Declared here, beside the trainers that take it, in the namespace of the ML.NET options that expose it, so that users need no second using.
+namespace Microsoft.ML.Anomaly.Vision;
 
 /// <summary>How a DFM model turns an image's pooled deep features into an anomaly score.</summary>
 public enum DfmScoreType

@@ -17,7 +17,10 @@ public sealed class DfmTrainingOptions
     /// </summary>
     public float VarianceShare { get; set; } = 0.97f;
 
-    /// <summary>The score the model computes. Default <see cref="DfmScoreType.Fre"/>.</summary>
+    /// <summary>
+    /// The score the model computes: <see cref="DfmScoreType.Fre"/> (feature reconstruction error, with an anomaly map)
+    /// or <see cref="DfmScoreType.Nll"/> (negative log-likelihood under a Gaussian, image score only). Default Fre.
+    /// </summary>
     public DfmScoreType ScoreType { get; set; } = DfmScoreType.Fre;
 
     /// <summary>Where the PCA and Gaussian fits run. Default <see cref="ComputeDevice.Auto"/>.</summary>

@@ -5,16 +5,6 @@ using Microsoft.Win32.SafeHandles;
 
 namespace Anomaly.Vision.Training;
 
-/// <summary>How a <see cref="FeatureStore"/> keeps feature values.</summary>
-public enum FeatureStorePrecision
-{
-    /// <summary>32-bit floats: values are returned exactly as added.</summary>
-    Float32 = 0,
-
-    /// <summary>16-bit floats (<see cref="Half"/>): half the memory; values are rounded to the nearest half.</summary>
-    Float16 = 1,
-}
-
 /// <summary>
 /// An <see cref="IFeatureSource"/> that stores the backbone features of a training set once, in memory up to a
 /// limit and in a temporary file past it, so that training reads them every epoch without running the backbone again.

@@ -10,32 +10,34 @@ namespace Microsoft.ML.Anomaly.Vision;
 /// </summary>
 public sealed class CfaOptions : BackboneDetectorOptions
 {
+    private static readonly CfaTrainingOptions Defaults = new();
+
     /// <summary>Backbone layers whose maps the descriptor concatenates; default layer1, layer2, layer3 (torchvision ResNet names).</summary>
     public string[] Layers { get; set; } = ["layer1", "layer2", "layer3"];
 
-    /// <summary>Memory-bank compression: above 1, k-means reduces the bank to (H·W)/GammaC entries. Default 1.</summary>
-    public int GammaC { get; set; } = 1;
+    /// <inheritdoc cref="CfaTrainingOptions.GammaC"/>
+    public int GammaC { get; set; } = Defaults.GammaC;
 
-    /// <summary>Descriptor compression: the descriptor outputs (sum of layer channels)/GammaD channels. Default 1.</summary>
-    public int GammaD { get; set; } = 1;
+    /// <inheritdoc cref="CfaTrainingOptions.GammaD"/>
+    public int GammaD { get; set; } = Defaults.GammaD;
 
-    /// <summary>Nearest memory-bank entries used by the loss and the score. Default 3.</summary>
-    public int NumNearestNeighbors { get; set; } = 3;
+    /// <inheritdoc cref="CfaTrainingOptions.NumNearestNeighbors"/>
+    public int NumNearestNeighbors { get; set; } = Defaults.NumNearestNeighbors;
 
-    /// <summary>Hard negative features of the loss's repulsion term. Default 3.</summary>
-    public int NumHardNegativeFeatures { get; set; } = 3;
+    /// <inheritdoc cref="CfaTrainingOptions.NumHardNegativeFeatures"/>
+    public int NumHardNegativeFeatures { get; set; } = Defaults.NumHardNegativeFeatures;
 
-    /// <summary>Hypersphere radius of the loss. Default 1e-5.</summary>
-    public float Radius { get; set; } = 1e-5f;
+    /// <inheritdoc cref="CfaTrainingOptions.Radius"/>
+    public float Radius { get; set; } = Defaults.Radius;
 
-    /// <summary>Training epochs. Default 30.</summary>
-    public int Epochs { get; set; } = 30;
+    /// <inheritdoc cref="CfaTrainingOptions.Epochs"/>
+    public int Epochs { get; set; } = Defaults.Epochs;
 
-    /// <summary>AdamW (AMSGrad) learning rate. Default 1e-3.</summary>
-    public float LearningRate { get; set; } = 1e-3f;
+    /// <inheritdoc cref="CfaTrainingOptions.LearningRate"/>
+    public float LearningRate { get; set; } = Defaults.LearningRate;
 
-    /// <summary>AdamW weight decay. Default 5e-4.</summary>
-    public float WeightDecay { get; set; } = 5e-4f;
+    /// <inheritdoc cref="CfaTrainingOptions.WeightDecay"/>
+    public float WeightDecay { get; set; } = Defaults.WeightDecay;
 
     /// <summary>Precision of the training features kept between epochs; <see cref="FeatureStorePrecision.Float16"/> halves their memory.</summary>
     public FeatureStorePrecision FeaturePrecision { get; set; } = FeatureStorePrecision.Float32;

@@ -10,29 +10,31 @@ namespace Microsoft.ML.Anomaly.Vision;
 /// </summary>
 public sealed class CflowOptions : BackboneDetectorOptions
 {
+    private static readonly CflowTrainingOptions Defaults = new();
+
     /// <summary>Backbone layers, one flow each. Default layer2, layer3, layer4.</summary>
     public string[] Layers { get; set; } = ["layer2", "layer3", "layer4"];
 
-    /// <summary>Size of the positional-encoding condition vector (a multiple of 4). Default 128.</summary>
-    public int ConditionVectorSize { get; set; } = 128;
+    /// <inheritdoc cref="CflowTrainingOptions.ConditionVectorSize"/>
+    public int ConditionVectorSize { get; set; } = Defaults.ConditionVectorSize;
 
-    /// <summary>Coupling blocks per flow. Default 8.</summary>
-    public int CouplingBlocks { get; set; } = 8;
+    /// <inheritdoc cref="CflowTrainingOptions.CouplingBlocks"/>
+    public int CouplingBlocks { get; set; } = Defaults.CouplingBlocks;
 
-    /// <summary>Clamp of the coupling blocks' soft scaling. Default 1.9.</summary>
-    public float ClampAlpha { get; set; } = 1.9f;
+    /// <inheritdoc cref="CflowTrainingOptions.ClampAlpha"/>
+    public float ClampAlpha { get; set; } = Defaults.ClampAlpha;
 
-    /// <summary>Random orthogonal mixing between blocks instead of a random permutation. Default false.</summary>
-    public bool PermuteSoft { get; set; }
+    /// <inheritdoc cref="CflowTrainingOptions.PermuteSoft"/>
+    public bool PermuteSoft { get; set; } = Defaults.PermuteSoft;
 
-    /// <summary>Feature vectors per optimisation step. Default 64.</summary>
-    public int FiberBatchSize { get; set; } = 64;
+    /// <inheritdoc cref="CflowTrainingOptions.FiberBatchSize"/>
+    public int FiberBatchSize { get; set; } = Defaults.FiberBatchSize;
 
-    /// <summary>Adam learning rate. Default 1e-4.</summary>
-    public float LearningRate { get; set; } = 1e-4f;
+    /// <inheritdoc cref="CflowTrainingOptions.LearningRate"/>
+    public float LearningRate { get; set; } = Defaults.LearningRate;
 
-    /// <summary>Training epochs. Default 50.</summary>
-    public int Epochs { get; set; } = 50;
+    /// <inheritdoc cref="CflowTrainingOptions.Epochs"/>
+    public int Epochs { get; set; } = Defaults.Epochs;
 
     internal override IReadOnlyList<string> BackboneLayers => Layers ?? [];
 

@@ -10,23 +10,19 @@ namespace Microsoft.ML.Anomaly.Vision;
 /// </summary>
 public sealed class DfmOptions : BackboneDetectorOptions
 {
+    private static readonly DfmTrainingOptions Defaults = new();
+
     /// <summary>The backbone layer whose pooled map is modelled. Default layer3.</summary>
     public string Layer { get; set; } = "layer3";
 
-    /// <summary>Average-pooling kernel (and stride) applied to the layer map; 1 disables pooling. Default 4.</summary>
-    public int PoolingKernelSize { get; set; } = 4;
+    /// <inheritdoc cref="DfmTrainingOptions.PoolingKernelSize"/>
+    public int PoolingKernelSize { get; set; } = Defaults.PoolingKernelSize;
 
-    /// <summary>
-    /// Share of the variance the PCA keeps (0–1], or, above 1, a component count. Default 0.97. As in anomalib,
-    /// the component count is the first index at which the cumulative share reaches this value.
-    /// </summary>
-    public float VarianceShare { get; set; } = 0.97f;
+    /// <inheritdoc cref="DfmTrainingOptions.VarianceShare"/>
+    public float VarianceShare { get; set; } = Defaults.VarianceShare;
 
-    /// <summary>
-    /// Score: <see cref="DfmScoreType.Fre"/> (feature reconstruction error, with an anomaly map) or
-    /// <see cref="DfmScoreType.Nll"/> (negative log-likelihood under a Gaussian, image score only). Default Fre.
-    /// </summary>
-    public DfmScoreType ScoreType { get; set; } = DfmScoreType.Fre;
+    /// <inheritdoc cref="DfmTrainingOptions.ScoreType"/>
+    public DfmScoreType ScoreType { get; set; } = Defaults.ScoreType;
 
     internal override IReadOnlyList<string> BackboneLayers => string.IsNullOrWhiteSpace(Layer) ? [] : [Layer];
 

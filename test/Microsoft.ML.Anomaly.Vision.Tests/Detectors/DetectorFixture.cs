@@ -31,7 +31,7 @@ internal static class DetectorFixture
         "dfm-fre" or "dfm-nll" => ml.Transforms.DetectDfmAnomalies(new DfmOptions
         {
             BackbonePath = BackbonePath, InputColumnName = "ImagePath", ImageHeight = Size, ImageWidth = Size, Layer = "layer2",
-            ScoreType = detector == "dfm-fre" ? global::Anomaly.Vision.Training.DfmScoreType.Fre : global::Anomaly.Vision.Training.DfmScoreType.Nll,
+            ScoreType = detector == "dfm-fre" ? DfmScoreType.Fre : DfmScoreType.Nll,
         }),
         "cflow" => ml.Transforms.DetectCflowAnomalies(new CflowOptions
         {
