@@ -382,6 +382,37 @@ public sealed class CflowTests
     }
 
     [TestMethod]
+    public void CancellationDuringTheParallelStepsStopsTrainingWithOperationCanceled()
+    {
+        // The token is cancelled by the last read of the second image batch (4 images, 2 layers), after the checks
+        // before each read, so the layers' parallel steps start cancelled: they stop at once and Train throws
+        // OperationCanceledException itself, not an AggregateException.
+        var source = Features(TinyLayers, 8, seed: 1, shift: 0);
+        using var cancelled = new CancellationTokenSource();
+        var cancelling = new CancellingSource(source, cancelled, readsBeforeCancel: 2 * 4 * TinyLayers.Length);
+        var epochs = new List<int>();
+        Assert.ThrowsExactly<OperationCanceledException>(() =>
+            CflowTrainer.Train(cancelling, TinyOptions(epochs: 2), new SynchronousProgress(p => epochs.Add(p.Step)), cancelled.Token));
+        Assert.IsEmpty(epochs, "no epoch finished");
+    }
+
+    private sealed class CancellingSource(IFeatureSource inner, CancellationTokenSource cancellation, int readsBeforeCancel) : IFeatureSource
+    {
+        private int _reads;
+
+        public int Count => inner.Count;
+
+        public IReadOnlyList<LayerShape> Layers => inner.Layers;
+
+        public void Read(int image, int layer, Span<float> destination)
+        {
+            if (++_reads == readsBeforeCancel)
+                cancellation.Cancel();
+            inner.Read(image, layer, destination);
+        }
+    }
+
+    [TestMethod]
     public void MismatchedInputsAreRejected()
     {
         var source = Features(TinyLayers, 4, seed: 1, shift: 0);
