@@ -20,7 +20,8 @@ public static class CflowTrainer
     /// <param name="progress">Receives ("training", epoch, epochs, mean per-fiber loss of that epoch) after every epoch.</param>
     /// <param name="cancellationToken">Checked before every flow is built, every layer's batch is read and every optimizer step.</param>
     /// <returns>The trained model, on the training device.</returns>
-    /// <exception cref="ArgumentException">Invalid options or features; a full training batch has fewer fibers than <see cref="CflowTrainingOptions.FiberBatchSize"/>.</exception>
+    /// <exception cref="ArgumentException">Invalid options or features (a non-finite value among them); a full training batch has fewer fibers than <see cref="CflowTrainingOptions.FiberBatchSize"/>.</exception>
+    /// <exception cref="InvalidOperationException">Training diverged: an epoch's mean loss is not finite.</exception>
     /// <exception cref="OperationCanceledException">Training was cancelled.</exception>
     public static CflowModel Train(IFeatureSource features, CflowTrainingOptions options,
         IProgress<TrainingProgress>? progress = null, CancellationToken cancellationToken = default) =>
@@ -105,7 +106,12 @@ public static class CflowTrainer
                             cancellationToken.ThrowIfCancellationRequested();
                             var shape = layers[l];
                             for (int i = 0; i < batch; i++)
-                                features.Read((int)order[first + i], l, buffers[l].AsSpan(i * shape.Size, shape.Size));
+                            {
+                                var map = buffers[l].AsSpan(i * shape.Size, shape.Size);
+                                features.Read((int)order[first + i], l, map);
+                                if (epoch == 0)
+                                    EnsureFinite(map, (int)order[first + i], l);
+                            }
                             long total = (long)batch * shape.Height * shape.Width;
                             using var perm = randperm(total, generator: generator, dtype: ScalarType.Int64);
                             shuffles[l] = perm.data<long>().ToArray();
@@ -123,7 +129,12 @@ public static class CflowTrainer
                                 losses[l] += TrainLayer(flows[l], optimizers![l], buffers[l], batch, layers[l], shuffles[l], codes[l], options.FiberBatchSize, device, cancellationToken);
                         }
                     }
-                    progress?.Report(new TrainingProgress("training", epoch + 1, options.Epochs, losses.Sum() / fiberCount));
+                    double meanLoss = losses.Sum() / fiberCount;
+                    if (!double.IsFinite(meanLoss))
+                        throw new InvalidOperationException(
+                            $"CFlow training diverged in epoch {epoch + 1}: the mean loss is {meanLoss}. Lower {nameof(CflowTrainingOptions.LearningRate)} " +
+                            $"(now {options.LearningRate}).");
+                    progress?.Report(new TrainingProgress("training", epoch + 1, options.Epochs, meanLoss));
                 }
                 for (int l = 0; l < (steps?.Length ?? 0); l++)
                     steps![l].CopyTo(flows[l]);
@@ -153,6 +164,13 @@ public static class CflowTrainer
             foreach (var code in codes)
                 code.Dispose();
         }
+    }
+
+    private static void EnsureFinite(ReadOnlySpan<float> values, int image, int layer)
+    {
+        int at = System.Numerics.Tensors.TensorPrimitives.IndexOfMaxMagnitude(values);
+        if (at >= 0 && !float.IsFinite(values[at]))
+            throw new ArgumentException($"Image {image}'s layer {layer} features hold a non-finite value ({values[at]}) at index {at}.", "features");
     }
 
     /// <summary>

@@ -413,6 +413,38 @@ public sealed class CflowTests
     }
 
     [TestMethod]
+    [DataRow(float.NaN)]
+    [DataRow(float.PositiveInfinity)]
+    public void NonFiniteTrainingFeaturesAreRejectedByImageAndLayer(float bad)
+    {
+        var good = Features(TinyLayers, 4, seed: 1, shift: 0);
+        var source = new InMemoryFeatureSource(TinyLayers);
+        for (int i = 0; i < 4; i++)
+        {
+            var maps = TinyLayers.Select((s, l) => { var m = new float[s.Size]; good.Read(i, l, m); return m; }).ToArray();
+            if (i == 2)
+                maps[1][3] = bad;
+            source.Add(maps);
+        }
+        var e = Assert.ThrowsExactly<ArgumentException>(() => CflowTrainer.Train(source, TinyOptions(epochs: 1)));
+        Assert.AreEqual("features", e.ParamName);
+        StringAssert.Contains(e.Message, "Image 2's layer 1");
+    }
+
+    [TestMethod]
+    [DataRow(false)]
+    [DataRow(true)]
+    public void DivergingTrainingThrowsInsteadOfReturningANonFiniteModel(bool throughLibTorch)
+    {
+        var options = TinyOptions(epochs: 3);
+        options.LearningRate = 1e4f;
+        var e = Assert.ThrowsExactly<InvalidOperationException>(() =>
+            CflowTrainer.Train(Features(TinyLayers, 8, seed: 16, shift: 0), options, null, default, throughLibTorch));
+        StringAssert.Contains(e.Message, "diverged");
+        StringAssert.Contains(e.Message, "LearningRate");
+    }
+
+    [TestMethod]
     public void MismatchedInputsAreRejected()
     {
         var source = Features(TinyLayers, 4, seed: 1, shift: 0);
