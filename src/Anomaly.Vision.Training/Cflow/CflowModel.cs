@@ -23,7 +23,9 @@ public sealed class CflowModel : IDisposable
     private const int MaxFibersPerChunk = 4096;
 
     private readonly ConditionalFlow[] _flows;
-    private readonly FrozenConditionalFlow[] _frozen;
+    // Inference: in C# on the CPU, through LibTorch elsewhere.
+    private readonly CflowCpuInference[]? _cpu;
+    private readonly FrozenConditionalFlow[]? _frozen;
     private readonly Device _device;
     private bool _disposed;
 
@@ -41,6 +43,12 @@ public sealed class CflowModel : IDisposable
         foreach (var parameter in _flows.SelectMany(f => f.Parameters()))
             parameter.requires_grad_(false);
 
+        if (device.type == DeviceType.CPU)
+        {
+            _cpu = Layers.Select((shape, l) => new CflowCpuInference(_flows[l],
+                PositionalEncoding.Create(conditionVectorSize, shape.Height, shape.Width), shape.Height * shape.Width)).ToArray();
+            return;
+        }
         _frozen = new FrozenConditionalFlow[_flows.Length];
         using var noGrad = no_grad();
         for (int l = 0; l < _flows.Length; l++)
@@ -132,6 +140,12 @@ public sealed class CflowModel : IDisposable
         }
         if (batch == 0)
             return;
+        if (_cpu is not null)
+        {
+            for (int l = 0; l < Layers.Count; l++)
+                _cpu[l].LogLikelihoods(layerMaps[l], 0, batch, destination[l], 0);
+            return;
+        }
 
         TorchRuntime.EnsureAvailable();
         using var noGrad = no_grad();
@@ -147,7 +161,7 @@ public sealed class CflowModel : IDisposable
                 var maps = FromSpan(layerMaps[l].AsSpan(first * shape.Size, count * shape.Size),
                     new long[] { count, shape.Channels, positions });
                 var fibers = maps.to(_device).transpose(0, 1).contiguous();           // [C, count, H·W]
-                var logProb = _frozen[l].LogLikelihood(fibers);                         // [count, H·W]
+                var logProb = _frozen![l].LogLikelihood(fibers);                         // [count, H·W]
                 CopyTo(logProb, destination[l].AsSpan(first * positions, count * positions));
             }
         }
@@ -320,7 +334,7 @@ public sealed class CflowModel : IDisposable
         if (_disposed)
             return;
         _disposed = true;
-        foreach (var frozen in _frozen)
+        foreach (var frozen in _frozen ?? [])
             frozen.Dispose();
         foreach (var flow in _flows)
             flow.Dispose();

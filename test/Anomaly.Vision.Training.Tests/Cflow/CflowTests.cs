@@ -141,6 +141,34 @@ public sealed class CflowTests
     }
 
     [TestMethod]
+    [DataRow(false)]
+    [DataRow(true)]
+    public void CpuInferenceMatchesTheTrainingFlow(bool soft)
+    {
+        // The C# inference path against LibTorch's training path, in float32: an odd channel count and a 17×19 grid,
+        // whose 323 positions make a full and a partial chunk per image.
+        TorchRuntime.EnsureAvailable();
+        using var generator = new Generator(5);
+        using var flow = ConditionalFlow.Create(7, 8, 3, 1.9f, soft, generator, ScalarType.Float32, CPU);
+        using var scope = NewDisposeScope();
+        foreach (var block in flow.Blocks)
+            Perturb(block, generator);
+        using var noGrad = no_grad();
+        const int height = 17, width = 19, positions = height * width, images = 2;
+        float[] positionCode = PositionalEncoding.Create(8, height, width);
+        var code = tensor(positionCode).view(8, positions).t();                                               // [positions, P]
+        var x = randn(new long[] { images, positions, 7 }, dtype: ScalarType.Float32, generator: generator);   // [images, positions, C]
+        var expected = flow.LogLikelihood(x, flow.ConditionHidden(code)).data<float>().ToArray();             // [images, positions]
+
+        var maps = x.permute(0, 2, 1).contiguous().data<float>().ToArray();                                    // [images, C, positions]
+        var actual = new float[1 + images * positions];
+        new CflowCpuInference(flow, positionCode, positions).LogLikelihoods(maps, 0, images, actual, 1);
+        Assert.AreEqual(0f, actual[0], "nothing is written before the destination offset");
+        for (int i = 0; i < expected.Length; i++)
+            Assert.AreEqual(expected[i], actual[1 + i], 1e-4f * Math.Max(1f, Math.Abs(expected[i])), $"fiber {i}");
+    }
+
+    [TestMethod]
     public void LogLikelihoodOfIdentityFlowIsTheStandardNormalDensity()
     {
         // With zero second subnet layers the coupling is the identity; σ = 1, offset 0: z is a permutation of x,
