@@ -11,9 +11,9 @@ namespace Anomaly.Vision.Training;
 /// packing an operand (as <see cref="PackedGemm"/> does for CFA's large products) would cost about as much as the
 /// arithmetic. Here the kernel reads B's rows in place (64 contiguous columns, four 512-bit vectors, per step of k)
 /// and broadcasts A's elements straight from memory through its strides, so a transposed A costs nothing, and writes
-/// (or adds) its 6 × 64 tile of accumulators straight into C. With 256-bit vectors the tile is 6 × 16. Rows beyond a
-/// multiple of 6 reuse the kernel with a repeated row that is not stored; columns beyond the vector width are done
-/// one at a time. Every element of C is one dot product in k order.
+/// (or adds) its 6 × 64 tile of accumulators straight into C. Columns past the last 64 (and all columns without
+/// 512-bit vectors) go through 6 × 16 tiles of 256-bit vectors, the last few one at a time. Rows beyond a multiple of
+/// 6 reuse the kernel with a repeated row that is not stored. Every element of C is one dot product in k order.
 /// </remarks>
 internal static class SmallGemm
 {
@@ -45,8 +45,9 @@ internal static class SmallGemm
             throw new ArgumentException($"C holds {c.Length} values, too few for {m} × {n} with row stride {cRowStride}.", nameof(c));
 
         bool wide = useVector512 ?? Vector512.IsHardwareAccelerated;
-        int width = wide ? 64 : 16;
-        int vectorColumns = n / width * width;
+        // 64-column tiles, then 16-column ones (narrow grids: 16 positions at 128 px), then single columns.
+        int wideColumns = wide ? n / 64 * 64 : 0;
+        int vectorColumns = n / 16 * 16;
         fixed (float* aBase = a)
         fixed (float* bBase = b)
         fixed (float* cBase = c)
@@ -56,13 +57,10 @@ internal static class SmallGemm
                 int rows = Math.Min(Rows, m - i);
                 float* ai = aBase + (long)i * aRowStride;
                 float* ci = cBase + (long)i * cRowStride;
-                for (int l = 0; l < vectorColumns; l += width)
-                {
-                    if (wide)
-                        Tile512(ai, aRowStride, aColumnStride, rows, bBase + l, bRowStride, k, ci + l, cRowStride, accumulate);
-                    else
-                        Tile256(ai, aRowStride, aColumnStride, rows, bBase + l, bRowStride, k, ci + l, cRowStride, accumulate);
-                }
+                for (int l = 0; l < wideColumns; l += 64)
+                    Tile512(ai, aRowStride, aColumnStride, rows, bBase + l, bRowStride, k, ci + l, cRowStride, accumulate);
+                for (int l = wideColumns; l < vectorColumns; l += 16)
+                    Tile256(ai, aRowStride, aColumnStride, rows, bBase + l, bRowStride, k, ci + l, cRowStride, accumulate);
                 for (int r = 0; r < rows; r++)
                 {
                     for (int l = vectorColumns; l < n; l++)
