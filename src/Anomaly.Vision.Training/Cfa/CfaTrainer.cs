@@ -211,21 +211,11 @@ public static class CfaTrainer
                 var slot = span.Slice(i * shape.Size, shape.Size);
                 features.Read(indices[i], l, slot);
                 if (checkFinite)
-                    EnsureFinite(slot, indices[i], l);
+                    FeatureChecks.EnsureFinite(slot, indices[i], l);
             }
             maps[l] = device.type == DeviceType.CPU ? t : t.to(device);
         }
         return maps;
-    }
-
-    private static void EnsureFinite(ReadOnlySpan<float> values, int image, int layer)
-    {
-        for (int i = 0; i < values.Length; i++)
-        {
-            if (!float.IsFinite(values[i]))
-                throw new ArgumentException(
-                    $"Image {image}'s layer {layer} features hold a non-finite value ({values[i]}) at index {i}.", "features");
-        }
     }
 
     /// <summary>How a training step is cut: images per chunk, and bank entries ranked per distance convolution.</summary>

@@ -1,6 +1,3 @@
-using System.Runtime.InteropServices;
-using TorchSharp;
-using static TorchSharp.torch;
 using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
 
 namespace Anomaly.Vision.Training;
@@ -117,28 +114,12 @@ internal sealed class CflowCpuInference
             var row = a.Slice(r * n, n);
             TensorPrimitives.Add(row, block.ScaledBias2[r], row);
         }
+        // s is not needed afterwards: tanh and exp go in place over a₁.
         var s = a.Slice(0, s2 * n);
-        TensorPrimitives.Tanh(s, s);
-        TensorPrimitives.Multiply(s, _clamp, s);
-        for (int r = 0; r < s2; r++)
-            TensorPrimitives.Add(logDet, s.Slice(r * n, n), logDet);
-        TensorPrimitives.Add(logDet, block.LogSigmaSum, logDet);
-        TensorPrimitives.Exp(s, s);
         var coupled = buffers.Coupled.AsSpan(0, s2 * n);
-        TensorPrimitives.FusedMultiplyAdd(input.Slice(s1 * n, s2 * n), s, a.Slice(s2 * n, s2 * n), coupled);
-
-        var output = buffers.Output.AsSpan(0, c * n);
-        var mixed = block.Rotation is null ? output : buffers.Mixed.AsSpan(0, c * n);
-        for (int j = 0; j < c; j++)
-        {
-            int from = block.Permutation?[j] ?? j;
-            var u = from < s1 ? input.Slice(from * n, n) : coupled.Slice((from - s1) * n, n);
-            var v = mixed.Slice(j * n, n);
-            TensorPrimitives.Multiply(u, block.Sigma[from], v);
-            TensorPrimitives.Add(v, block.Offset[from], v);
-        }
-        if (block.Rotation is { } rotation)
-            SmallGemm.Multiply(c, n, c, rotation, c, 1, mixed, n, output, n, accumulate: false);
+        ChannelsFirstCoupling.AffineCoupling(a, input.Slice(s1 * n, s2 * n), s2, n, _clamp, block.LogSigmaSum, s, s, coupled, logDet);
+        ChannelsFirstCoupling.Mix(input, coupled, s1, c, n, block.Sigma, block.Offset, block.Permutation, block.Rotation,
+            buffers.Mixed.AsSpan(0, c * n), buffers.Output.AsSpan(0, c * n));
     }
 
     /// <summary>One block's weights as inference uses them.</summary>
@@ -146,32 +127,27 @@ internal sealed class CflowCpuInference
     {
         public Block(AllInOneCouplingBlock block, float[] positionCode, int positions)
         {
-            static float[] Values(Tensor t) => MemoryMarshal.Cast<byte, float>(t.detach().contiguous().bytes).ToArray();
             int hidden = block.Hidden, inputs = block.SubnetInputs, split1 = block.Split1, conditionSize = block.ConditionSize;
-            Weight1 = Values(block.Weight1);
+            Weight1 = ChannelsFirstCoupling.Values(block.Weight1);
             // W₁[:, C₁:]·c + b₁ for every position: [Hidden, positions].
             ConditionHidden = new float[hidden * positions];
             SmallGemm.Multiply(hidden, positions, conditionSize, Weight1.AsSpan(split1), inputs, 1, positionCode, positions,
                 ConditionHidden, positions, accumulate: false);
-            var bias1 = Values(block.Bias1);
+            var bias1 = ChannelsFirstCoupling.Values(block.Bias1);
             for (int r = 0; r < hidden; r++)
             {
                 var row = ConditionHidden.AsSpan(r * positions, positions);
                 TensorPrimitives.Add(row, bias1[r], row);
             }
-            ScaledWeight2 = Values(block.Weight2);
+            ScaledWeight2 = ChannelsFirstCoupling.Values(block.Weight2);
             TensorPrimitives.Multiply(ScaledWeight2, AllInOneCouplingBlock.CouplingScale, ScaledWeight2);
-            ScaledBias2 = Values(block.Bias2);
+            ScaledBias2 = ChannelsFirstCoupling.Values(block.Bias2);
             TensorPrimitives.Multiply(ScaledBias2, AllInOneCouplingBlock.CouplingScale, ScaledBias2);
-            using (no_grad())
-            {
-                var sigma = block.GlobalScaleActivation();
-                Sigma = Values(sigma);
-                LogSigmaSum = (float)sigma.log().sum().to(ScalarType.Float64).item<double>();
-            }
-            Offset = Values(block.GlobalOffset);
+            Sigma = new float[block.Channels];
+            LogSigmaSum = ChannelsFirstCoupling.ScaleActivation(ChannelsFirstCoupling.Values(block.GlobalScale), Sigma);
+            Offset = ChannelsFirstCoupling.Values(block.GlobalOffset);
             Permutation = block.Permutation is { } permutation ? permutation.data<long>().Select(i => (int)i).ToArray() : null;
-            Rotation = block.Rotation is { } rotation ? Values(rotation) : null;
+            Rotation = block.Rotation is { } rotation ? ChannelsFirstCoupling.Values(rotation) : null;
         }
 
         public float[] Weight1 { get; }          // [Hidden, SubnetInputs]; the feature columns are read in place

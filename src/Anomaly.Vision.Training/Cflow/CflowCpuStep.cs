@@ -165,35 +165,12 @@ internal sealed class CflowCpuStep
             TensorPrimitives.Add(row, block.Bias2[r], row);
             TensorPrimitives.Multiply(row, AllInOneCouplingBlock.CouplingScale, row);
         }
-        var s = block.Log.AsSpan(0, s2 * n);
-        var e = block.Exp.AsSpan(0, s2 * n);
-        TensorPrimitives.Tanh(a.Slice(0, s2 * n), s);
-        TensorPrimitives.Multiply(s, _clamp, s);
-        TensorPrimitives.Exp(s, e);
+        float logSigmaSum = ChannelsFirstCoupling.ScaleActivation(block.GlobalScale, block.Sigma);
         var coupled = block.Coupled.AsSpan(0, s2 * n);   // x₂·eˢ + t
-        TensorPrimitives.FusedMultiplyAdd(input.Slice(s1 * n, s2 * n), e, a.Slice(s2 * n, s2 * n), coupled);
-
-        Span<float> sigma = block.Sigma;
-        ScaleActivation(block.GlobalScale, sigma);
-        float logSigmaSum = 0;
-        foreach (float value in sigma)
-            logSigmaSum += MathF.Log(value);
-        for (int r = 0; r < s2; r++)
-            TensorPrimitives.Add(logDet, s.Slice(r * n, n), logDet);
-        TensorPrimitives.Add(logDet, logSigmaSum, logDet);
-
-        // v = u·σ + β, then y = P v: row j of y is row perm[j] of v (or y = R·v).
-        var mixed = block.Rotation is null ? output.AsSpan(0, c * n) : _mixed.AsSpan(0, c * n);
-        for (int j = 0; j < c; j++)
-        {
-            int from = block.Permutation?[j] ?? j;
-            var u = from < s1 ? input.Slice(from * n, n) : coupled.Slice((from - s1) * n, n);
-            var v = mixed.Slice(j * n, n);
-            TensorPrimitives.Multiply(u, sigma[from], v);
-            TensorPrimitives.Add(v, block.GlobalOffset[from], v);
-        }
-        if (block.Rotation is { } rotation)
-            SmallGemm.Multiply(c, n, c, rotation, c, 1, mixed, n, output, n, accumulate: false);
+        ChannelsFirstCoupling.AffineCoupling(a, input.Slice(s1 * n, s2 * n), s2, n, _clamp, logSigmaSum,
+            block.Log.AsSpan(0, s2 * n), block.Exp.AsSpan(0, s2 * n), coupled, logDet);
+        ChannelsFirstCoupling.Mix(input, coupled, s1, c, n, block.Sigma, block.GlobalOffset, block.Permutation, block.Rotation,
+            _mixed.AsSpan(0, c * n), output.AsSpan(0, c * n));
     }
 
     /// <summary>From ∂L/∂y in <see cref="_gradient"/> to the block's parameter gradients and ∂L/∂x in <see cref="_nextGradient"/>.</summary>
@@ -304,17 +281,6 @@ internal sealed class CflowCpuStep
             result[i] = (gx2[i] * x2[i] + logDetGradient[i]) * scale * (clamp - s[i] * s[i] * inverseClamp);
     }
 
-    /// <summary>σ = 0.1 · softplus(g) with β = 0.5 (and softplus's threshold 20 on β·g), per channel.</summary>
-    private static void ScaleActivation(ReadOnlySpan<float> globalScale, Span<float> sigma)
-    {
-        for (int j = 0; j < globalScale.Length; j++)
-        {
-            double bg = 0.5 * globalScale[j];
-            double softplus = bg > 20 ? globalScale[j] : Math.Log(1 + Math.Exp(bg)) / 0.5;
-            sigma[j] = (float)(softplus * AllInOneCouplingBlock.CouplingScale);
-        }
-    }
-
     /// <summary>destination [columns, rows] = sourceᵀ for source [rows, columns].</summary>
     private static void Transpose(ReadOnlySpan<float> source, int rows, int columns, Span<float> destination)
     {
@@ -362,18 +328,17 @@ internal sealed class CflowCpuStep
     {
         public Block(AllInOneCouplingBlock block)
         {
-            static float[] Values(Tensor t) => MemoryMarshal.Cast<byte, float>(t.contiguous().bytes).ToArray();
-            Weight1 = Values(block.Weight1);
-            Bias1 = Values(block.Bias1);
+            Weight1 = ChannelsFirstCoupling.Values(block.Weight1);
+            Bias1 = ChannelsFirstCoupling.Values(block.Bias1);
             Weight2Transposed = new float[block.Hidden * 2 * block.Split2];
-            Transpose(Values(block.Weight2), 2 * block.Split2, block.Hidden, Weight2Transposed);
-            Bias2 = Values(block.Bias2);
-            GlobalScale = Values(block.GlobalScale);
-            GlobalOffset = Values(block.GlobalOffset);
+            Transpose(ChannelsFirstCoupling.Values(block.Weight2), 2 * block.Split2, block.Hidden, Weight2Transposed);
+            Bias2 = ChannelsFirstCoupling.Values(block.Bias2);
+            GlobalScale = ChannelsFirstCoupling.Values(block.GlobalScale);
+            GlobalOffset = ChannelsFirstCoupling.Values(block.GlobalOffset);
             Parameters = [Weight1, Bias1, Weight2Transposed, Bias2, GlobalScale, GlobalOffset];
             Gradients = Parameters.Select(p => new float[p.Length]).ToArray();
             Permutation = block.Permutation is { } permutation ? permutation.data<long>().Select(i => (int)i).ToArray() : null;
-            Rotation = block.Rotation is { } rotation ? Values(rotation) : null;
+            Rotation = block.Rotation is { } rotation ? ChannelsFirstCoupling.Values(rotation) : null;
             Sigma = new float[GlobalScale.Length];
         }
 

@@ -86,7 +86,7 @@ public static class CflowTrainer
             try
             {
                 var buffers = layers.Select(s => new float[fullBatch * s.Size]).ToArray();
-                var codeValues = codes.Select(c => MemoryMarshal.Cast<byte, float>(c.cpu().contiguous().bytes).ToArray()).ToArray();
+                var codeValues = steps?.Select((_, l) => MemoryMarshal.Cast<byte, float>(codes[l].cpu().contiguous().bytes).ToArray()).ToArray();
                 var shuffles = new long[layers.Count][];
                 var losses = new double[layers.Count];
                 // The largest layers first, so that the last to start is the smallest.
@@ -110,7 +110,7 @@ public static class CflowTrainer
                                 var map = buffers[l].AsSpan(i * shape.Size, shape.Size);
                                 features.Read((int)order[first + i], l, map);
                                 if (epoch == 0)
-                                    EnsureFinite(map, (int)order[first + i], l);
+                                    FeatureChecks.EnsureFinite(map, (int)order[first + i], l);
                             }
                             long total = (long)batch * shape.Height * shape.Width;
                             using var perm = randperm(total, generator: generator, dtype: ScalarType.Int64);
@@ -120,7 +120,7 @@ public static class CflowTrainer
                         if (steps is not null)
                         {
                             Parallel.ForEach(byWork, new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount }, l =>
-                                losses[l] += TrainLayer(steps[l], buffers[l], layers[l], shuffles[l], codeValues[l], options.FiberBatchSize, cancellationToken));
+                                losses[l] += TrainLayer(steps[l], buffers[l], layers[l], shuffles[l], codeValues![l], options.FiberBatchSize, cancellationToken));
                             cancellationToken.ThrowIfCancellationRequested();
                         }
                         else
@@ -164,13 +164,6 @@ public static class CflowTrainer
             foreach (var code in codes)
                 code.Dispose();
         }
-    }
-
-    private static void EnsureFinite(ReadOnlySpan<float> values, int image, int layer)
-    {
-        int at = System.Numerics.Tensors.TensorPrimitives.IndexOfMaxMagnitude(values);
-        if (at >= 0 && !float.IsFinite(values[at]))
-            throw new ArgumentException($"Image {image}'s layer {layer} features hold a non-finite value ({values[at]}) at index {at}.", "features");
     }
 
     /// <summary>

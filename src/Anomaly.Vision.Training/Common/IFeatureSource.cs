@@ -70,3 +70,15 @@ public sealed class InMemoryFeatureSource : IFeatureSource
     /// <inheritdoc />
     public void Read(int image, int layer, Span<float> destination) => _images[image][layer].CopyTo(destination);
 }
+
+/// <summary>Checks on feature values that the trainers share.</summary>
+internal static class FeatureChecks
+{
+    /// <summary>Throws when one of an image's layer features is NaN or infinite; the message names image, layer and index.</summary>
+    public static void EnsureFinite(ReadOnlySpan<float> values, int image, int layer)
+    {
+        int at = System.Numerics.Tensors.TensorPrimitives.IndexOfMaxMagnitude(values);
+        if (at >= 0 && !float.IsFinite(values[at]))
+            throw new ArgumentException($"Image {image}'s layer {layer} features hold a non-finite value ({values[at]}) at index {at}.", "features");
+    }
+}
