@@ -1,8 +1,11 @@
 using System.Diagnostics;
 using System.Runtime.Intrinsics;
-using System.Text;
+using Google.Protobuf;
 using Anomaly.Vision.Training;
 using Microsoft.ML.Anomaly.Vision;
+using Microsoft.ML.Anomaly.Vision.Cfa;
+using Microsoft.ML.Anomaly.Vision.Export;
+using Microsoft.ML.Anomaly.Vision.Onnx;
 using Microsoft.ML.OnnxRuntime;
 
 /// <summary>
@@ -118,158 +121,19 @@ internal static class ScorerBenchmark
     }
 
     /// <summary>
-    /// An ONNX model (opset 13) computing the k smallest squared distances:
+    /// An ONNX model (opset 13) computing the k smallest squared distances as the CFA export writes them:
     /// TopK(features·(−2·bankᵀ) + |bank|², k, smallest) + ReduceSumSquare(features).
-    /// Written directly as protobuf bytes (field numbers from onnx.proto).
     /// </summary>
     private static byte[] BuildModel(float[] bank, int bankSize, int channels, int k)
     {
-        var weights = new float[channels * bankSize];
-        var norms = new float[bankSize];
-        for (int m = 0; m < bankSize; m++)
-        {
-            double n = 0;
-            for (int c = 0; c < channels; c++)
-            {
-                float v = bank[m * channels + c];
-                weights[c * bankSize + m] = -2f * v;
-                n += (double)v * v;
-            }
-            norms[m] = (float)n;
-        }
-
-        var graph = new Proto();
-        graph.Message(1, Node("MatMul", new[] { "features", "weights" }, new[] { "dots" }));
-        graph.Message(1, Node("Add", new[] { "dots", "norms" }, new[] { "partial" }));
-        graph.Message(1, Node("TopK", new[] { "partial", "k" }, new[] { "values", "indices" },
-            IntAttribute("axis", -1), IntAttribute("largest", 0), IntAttribute("sorted", 1)));
-        graph.Message(1, Node("ReduceSumSquare", new[] { "features" }, new[] { "featureNorms" },
-            IntsAttribute("axes", 1), IntAttribute("keepdims", 1)));
-        graph.Message(1, Node("Add", new[] { "values", "featureNorms" }, new[] { "distances" }));
-        graph.String(2, "memory_bank_knn");
-        graph.Message(5, FloatTensor("weights", weights, channels, bankSize));
-        graph.Message(5, FloatTensor("norms", norms, bankSize));
-        graph.Message(5, Int64Tensor("k", k));
-        graph.Message(11, ValueInfo("features", 1, -1, channels));
-        graph.Message(12, ValueInfo("distances", 1, -1, k));
-
-        var opset = new Proto();
-        opset.String(1, "");
-        opset.Varint(2, 13);
-
-        var model = new Proto();
-        model.Varint(1, 8);                 // ir_version
-        model.String(2, "anomaly-vision-bench");
-        model.Message(7, graph);
-        model.Message(8, opset);
-        return model.ToArray();
-    }
-
-    private static Proto Node(string op, string[] inputs, string[] outputs, params Proto[] attributes)
-    {
-        var node = new Proto();
-        foreach (string i in inputs) node.String(1, i);
-        foreach (string o in outputs) node.String(2, o);
-        node.String(3, op + "_" + outputs[0]);
-        node.String(4, op);
-        foreach (Proto a in attributes) node.Message(5, a);
-        return node;
-    }
-
-    private static Proto IntAttribute(string name, long value)
-    {
-        var a = new Proto();
-        a.String(1, name);
-        a.Varint(3, value);
-        a.Varint(20, 2);                    // AttributeType.INT
-        return a;
-    }
-
-    private static Proto IntsAttribute(string name, params long[] values)
-    {
-        var a = new Proto();
-        a.String(1, name);
-        foreach (long v in values) a.Varint(8, v);
-        a.Varint(20, 7);                    // AttributeType.INTS
-        return a;
-    }
-
-    private static Proto FloatTensor(string name, float[] data, params long[] dims)
-    {
-        var t = new Proto();
-        foreach (long d in dims) t.Varint(1, d);
-        t.Varint(2, 1);                     // FLOAT
-        t.String(8, name);
-        var raw = new byte[data.Length * sizeof(float)];
-        Buffer.BlockCopy(data, 0, raw, 0, raw.Length);
-        t.Bytes(9, raw);                    // raw_data, little-endian
-        return t;
-    }
-
-    private static Proto Int64Tensor(string name, long value)
-    {
-        var t = new Proto();
-        t.Varint(1, 1);
-        t.Varint(2, 7);                     // INT64
-        t.String(8, name);
-        t.Bytes(9, BitConverter.GetBytes(value));
-        return t;
-    }
-
-    /// <summary>ValueInfoProto of a tensor; a negative dimension becomes a symbolic one.</summary>
-    private static Proto ValueInfo(string name, int elementType, params long[] dims)
-    {
-        var shape = new Proto();
-        for (int i = 0; i < dims.Length; i++)
-        {
-            var dim = new Proto();
-            if (dims[i] >= 0) dim.Varint(1, dims[i]);
-            else dim.String(2, "d" + i);
-            shape.Message(1, dim);
-        }
-        var tensorType = new Proto();
-        tensorType.Varint(1, elementType);
-        tensorType.Message(2, shape);
-        var type = new Proto();
-        type.Message(1, tensorType);
-        var info = new Proto();
-        info.String(1, name);
-        info.Message(2, type);
-        return info;
-    }
-
-    /// <summary>Minimal protobuf encoder: varint and length-delimited fields.</summary>
-    private sealed class Proto
-    {
-        private readonly MemoryStream _stream = new();
-
-        public void Varint(int field, long value)
-        {
-            WriteVarint((ulong)field << 3);
-            WriteVarint((ulong)value);
-        }
-
-        public void String(int field, string value) => Bytes(field, Encoding.UTF8.GetBytes(value));
-
-        public void Message(int field, Proto message) => Bytes(field, message.ToArray());
-
-        public void Bytes(int field, byte[] value)
-        {
-            WriteVarint(((ulong)field << 3) | 2);
-            WriteVarint((ulong)value.Length);
-            _stream.Write(value);
-        }
-
-        public byte[] ToArray() => _stream.ToArray();
-
-        private void WriteVarint(ulong v)
-        {
-            while (v >= 0x80)
-            {
-                _stream.WriteByte((byte)(v | 0x80));
-                v >>= 7;
-            }
-            _stream.WriteByte((byte)v);
-        }
+        var graph = new OnnxGraphBuilder(13, "bench");
+        graph.Graph.Name = "memory_bank_knn";
+        graph.Graph.Input.Add(OnnxGraphBuilder.FloatTensorInfo("features", OnnxGraphBuilder.Dim("patches"), OnnxGraphBuilder.Dim(channels)));
+        string nearest = CfaOnnxExport.NearestSquaredDistances(graph, "features", bank, bankSize, channels, k, featureAxis: 1);
+        graph.Graph.Node.Add(new NodeProto { Name = "distances", OpType = "Identity", Input = { nearest }, Output = { "distances" } });
+        graph.Graph.Output.Add(OnnxGraphBuilder.FloatTensorInfo("distances", OnnxGraphBuilder.Dim("patches"), OnnxGraphBuilder.Dim(k)));
+        var model = new ModelProto { IrVersion = 8, ProducerName = "anomaly-vision-bench", Graph = graph.Graph };
+        model.OpsetImport.Add(new OperatorSetIdProto { Domain = "", Version = 13 });
+        return model.ToByteArray();
     }
 }

@@ -38,29 +38,7 @@ internal static class CfaOnnxExport
         int patches = gridHeight * gridWidth;
         string patchFeatures = graph.Transpose(graph.Reshape(features, 0, channels, patches), 0, 2, 1);
 
-        // |f|² + |m|² − 2·f·m: the k smallest are chosen on |m|² − 2·f·m (|f|² is the same along a row), so only the
-        // k chosen values get |f|² added; −2 is folded into the bank (an exact scaling), leaving one pass over
-        // the patches × bank matrix before TopK.
-        ReadOnlySpan<float> bank = model.MemoryBank;
-        int bankSize = model.BankSize;
-        var scaledBank = new float[channels * bankSize];   // [D, M], times −2
-        var bankNorms = new float[bankSize];
-        for (int m = 0; m < bankSize; m++)
-        {
-            double norm = 0;
-            for (int d = 0; d < channels; d++)
-            {
-                float v = bank[m * channels + d];
-                scaledBank[d * bankSize + m] = -2f * v;
-                norm += (double)v * v;
-            }
-            bankNorms[m] = (float)norm;
-        }
-        string partial = graph.Add(graph.MatMul(patchFeatures, graph.Floats("bank_times_minus_two", scaledBank, channels, bankSize)),
-            graph.Floats("bank_norms", bankNorms, bankSize));
-        string smallestPartial = graph.NodeWithOutputs("TopK", [partial, graph.Int64s("k", [model.NumNearestNeighbors])], 2,
-            Int("axis", -1), Int("largest", 0), Int("sorted", 1))[0];
-        string nearest = graph.Add(smallestPartial, graph.Reduce("ReduceSumSquare", patchFeatures, [2], keepDims: true));
+        string nearest = NearestSquaredDistances(graph, patchFeatures, model.MemoryBank, model.BankSize, channels, model.NumNearestNeighbors, featureAxis: 2);
 
         // Softmin weight of the nearest distance times that distance: s0 / Σ exp(s0 − s_j), with s = √max(d, 0).
         string root = graph.Unary("Sqrt", graph.Unary("Relu", nearest));
@@ -74,6 +52,35 @@ internal static class CfaOnnxExport
             blurRows.After(SeparableMap.Bilinear(gridHeight, height, alignCorners: false)),
             blurColumns.After(SeparableMap.Bilinear(gridWidth, width, alignCorners: false)));
         return (graph.Reduce("ReduceMax", map, [1, 2], keepDims: false), map);
+    }
+
+    /// <summary>
+    /// The <paramref name="k"/> smallest squared distances |f|² + |m|² − 2·f·m of each feature vector (along
+    /// <paramref name="featureAxis"/>, the last axis) to the bank's entries, in ascending order. They are chosen on
+    /// |m|² − 2·f·m (|f|² is the same along a row), so only the k chosen values get |f|² added; −2 is folded into the
+    /// bank (an exact scaling), leaving one pass over the features × bank matrix before TopK.
+    /// </summary>
+    public static string NearestSquaredDistances(OnnxGraphBuilder graph, string features, ReadOnlySpan<float> bank, int bankSize,
+        int channels, int k, long featureAxis)
+    {
+        var scaledBank = new float[channels * bankSize];   // [D, M], times −2
+        var bankNorms = new float[bankSize];
+        for (int m = 0; m < bankSize; m++)
+        {
+            double norm = 0;
+            for (int d = 0; d < channels; d++)
+            {
+                float v = bank[m * channels + d];
+                scaledBank[d * bankSize + m] = -2f * v;
+                norm += (double)v * v;
+            }
+            bankNorms[m] = (float)norm;
+        }
+        string partial = graph.Add(graph.MatMul(features, graph.Floats("bank_times_minus_two", scaledBank, channels, bankSize)),
+            graph.Floats("bank_norms", bankNorms, bankSize));
+        string smallestPartial = graph.NodeWithOutputs("TopK", [partial, graph.Int64s("k", [k])], 2,
+            Int("axis", -1), Int("largest", 0), Int("sorted", 1))[0];
+        return graph.Add(smallestPartial, graph.Reduce("ReduceSumSquare", features, [featureAxis], keepDims: true));
     }
 
     /// <summary>The descriptor's bias plus its weights on the two coordinate channels, per output channel and grid position.</summary>
