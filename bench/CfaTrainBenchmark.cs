@@ -10,16 +10,19 @@ using static TorchSharp.torch;
 /// <list type="number">
 /// <item>the GEMM rate R: the fastest of LibTorch's (mm and 1×1 convolution) and <see cref="PackedGemm"/>'s fp32 product
 /// of the distance's shape (patches × channels times channels × bank);</item>
-/// <item>a training epoch on random features of ResNet-18's layer1–3 shapes, against the floor
-/// images × (2·P·M·C distances + 3 × 2·P·(C_in + 2)·C descriptor forward, weight gradient and its share) / R;</item>
-/// <item>scoring end to end (PNG files through <c>Transform</c>) and the same stages one by one: decode, resize and
-/// normalise, backbone, descriptor, distances, map (softmin and upsampling), blur.</item>
+/// <item>a training epoch against the floor images × (2·P·M·C distances + 3 × 2·P·(C_in + 2)·C descriptor forward,
+/// weight gradient and its share) / R: on random features of ResNet-18's layer1–3 shapes, where the bound that skips
+/// bank entries skips none and every distance is computed; and, given <c>--images</c>, on the ImageNet ResNet-18's
+/// features of real images, with the bound and with every entry scanned;</item>
+/// <item>scoring end to end (PNG files through <c>Transform</c>, the default ImageNet backbone) and the same stages one
+/// by one: decode, resize and normalise, backbone, descriptor, distances (with the bound, and every entry scanned for
+/// comparison), map (softmin and upsampling), blur.</item>
 /// </list>
 /// Options: <c>--size 256 --train-images 8 --epochs 3 --score-images 16 --png-size 900 --images &lt;folder of PNGs&gt;</c>.
 /// Times are taken in wall-clock and in process CPU time; on a machine shared with other work the CPU time is the
 /// steadier, and <c>cfa_epoch_vs_floor</c> is the CPU-time ratio (both are printed).
-/// Last lines: <c>gemm_gflop_per_second=</c> (wall), <c>gemm_gflop_per_cpu_second=</c>, <c>cfa_epoch_vs_floor=</c>,
-/// <c>cfa_scoring_images_per_second=</c>.
+/// Last lines: <c>gemm_gflop_per_second=</c> (wall), <c>gemm_gflop_per_cpu_second=</c>, <c>cfa_dense_epoch_vs_floor=</c>
+/// (random features), <c>cfa_epoch_vs_floor=</c> (real features when given, else random), <c>cfa_scoring_images_per_second=</c>.
 /// </summary>
 internal static class CfaTrainBenchmark
 {
@@ -27,7 +30,7 @@ internal static class CfaTrainBenchmark
 
     public static int Run(string[] args)
     {
-        int size = 256, trainImages = 8, epochs = 3, scoreImages = 16, pngSize = 900;
+        int size = 256, trainImages = 16, epochs = 3, scoreImages = 16, pngSize = 900;
         string? imageFolder = null;
         for (int i = 0; i + 1 < args.Length; i += 2)
         {
@@ -59,20 +62,33 @@ internal static class CfaTrainBenchmark
         // The GEMM is measured before and after the epochs and the faster taken, in wall-clock and in process CPU time:
         // on a shared machine the CPU time (what this process's threads spent) is the steadier of the two.
         var before = GemmRate(patches, channels, patches);
-        var epoch = EpochTime(layers, trainImages, epochs);
+        var randomSource = RandomFeatures(layers, trainImages);
+        var dense = EpochTime("random features", randomSource, epochs, projectionRank: null);
+        InMemoryFeatureSource? realSource = imageFolder is null ? null : RealFeatures(imageFolder, size, trainImages);
+        Times? real = realSource is null ? null : EpochTime("real features", realSource, epochs, projectionRank: null);
+        Times? realEveryEntry = realSource is null ? null : EpochTime("real features, every entry scanned", realSource, epochs, projectionRank: 0);
         var after = GemmRate(patches, channels, patches);
         var gemm = new Times(Math.Max(before.Wall, after.Wall), Math.Max(before.Cpu, after.Cpu));
         double perImageFlop = 2.0 * patches * patches * channels + 3 * 2.0 * patches * (channels + 2) * channels;
         var floor = new Times(trainImages * perImageFlop / (gemm.Wall * 1e9), trainImages * perImageFlop / (gemm.Cpu * 1e9));
-        Console.WriteLine($"epoch of {trainImages} images: {epoch.Wall:F2} s wall, {epoch.Cpu:F2} s CPU; floor {trainImages} × {perImageFlop / 1e9:F2} GFLOP at " +
-                          $"{gemm.Wall:F1} GFLOP/s wall = {floor.Wall:F2} s, at {gemm.Cpu:F1} GFLOP per CPU-second = {floor.Cpu:F2} s CPU");
-        Console.WriteLine($"epoch vs floor: wall-clock {epoch.Wall / floor.Wall:F3}, CPU time {epoch.Cpu / floor.Cpu:F3}");
+        Console.WriteLine($"floor of an epoch of {trainImages} images: {trainImages} × {perImageFlop / 1e9:F2} GFLOP at {gemm.Wall:F1} GFLOP/s wall = " +
+                          $"{floor.Wall:F2} s, at {gemm.Cpu:F1} GFLOP per CPU-second = {floor.Cpu:F2} s CPU");
+        void Report(string name, Times epoch) =>
+            Console.WriteLine($"epoch vs floor, {name}: {epoch.Wall:F2} s wall ({epoch.Wall / floor.Wall:F3}), {epoch.Cpu:F2} s CPU ({epoch.Cpu / floor.Cpu:F3})");
+        Report("random features", dense);
+        if (real is Times r && realEveryEntry is Times e)
+        {
+            Report("real features", r);
+            Report("real features, every entry scanned", e);
+            Console.WriteLine($"real features, epoch with the bound vs every entry scanned (CPU time): {r.Cpu / e.Cpu:F3}");
+        }
 
-        double imagesPerSecond = Scoring(size, scoreImages, pngSize, imageFolder);
+        double imagesPerSecond = Scoring(size, scoreImages, pngSize, imageFolder, trainImages);
 
         Console.WriteLine($"gemm_gflop_per_second={gemm.Wall:F1}");
         Console.WriteLine($"gemm_gflop_per_cpu_second={gemm.Cpu:F1}");
-        Console.WriteLine($"cfa_epoch_vs_floor={epoch.Cpu / floor.Cpu:F3}");
+        Console.WriteLine($"cfa_dense_epoch_vs_floor={dense.Cpu / floor.Cpu:F3}");
+        Console.WriteLine($"cfa_epoch_vs_floor={(real ?? dense).Cpu / floor.Cpu:F3}");
         Console.WriteLine($"cfa_scoring_images_per_second={imagesPerSecond:F2}");
         return 0;
     }
@@ -136,13 +152,33 @@ internal static class CfaTrainBenchmark
         public static Times operator -(Times a, Times b) => new(a.Wall - b.Wall, a.Cpu - b.Cpu);
     }
 
-    /// <summary>Median epoch time of CFA training on random features (the first epoch, which also warms up, excluded).</summary>
-    private static Times EpochTime(LayerShape[] layers, int images, int epochs)
+    private static InMemoryFeatureSource RandomFeatures(LayerShape[] layers, int images)
     {
         var source = new InMemoryFeatureSource(layers);
         var random = new Random(0);
         for (int i = 0; i < images; i++)
             source.Add(layers.Select(s => Enumerable.Range(0, s.Size).Select(_ => (float)random.NextDouble()).ToArray()).ToArray());
+        return source;
+    }
+
+    /// <summary>The ImageNet ResNet-18's layer1–3 maps of the first <paramref name="images"/> PNGs of a folder.</summary>
+    private static InMemoryFeatureSource RealFeatures(string folder, int size, int images)
+    {
+        using var backbone = OnnxBackbone.FromBytes(ImageNetBackbones.ResNet18().GetOnnxBytes(), CfaLayers);
+        var source = new InMemoryFeatureSource(backbone.GetLayerShapes(size, size).ToArray());
+        var pixels = new float[3 * size * size];
+        foreach (string path in Directory.GetFiles(folder, "*.png").Order().Take(images))
+        {
+            using (var image = ImageTensorConverter.LoadImage(path))
+                ImageTensorConverter.ToNormalizedChw(image, size, size, pixels);
+            source.Add(backbone.Run(pixels, 1, size, size));
+        }
+        return source;
+    }
+
+    /// <summary>Median epoch time of CFA training (the first epoch, which also warms up, excluded).</summary>
+    private static Times EpochTime(string name, InMemoryFeatureSource source, int epochs, int? projectionRank)
+    {
         var options = new CfaTrainingOptions { Epochs = epochs, Device = ComputeDevice.Cpu };
         var marks = new List<Times>();
         var progress = new SyncProgress(p =>
@@ -150,16 +186,17 @@ internal static class CfaTrainBenchmark
             if (p.Stage == "training" || p.Step == p.Steps)
                 marks.Add(Times.Now());
         });
-        CfaTrainer.Train(source, options, progress);
+        CfaTrainer.Train(source, options, progress, default, chunkBytes: null, cpuKernels: true, projectionRank);
         // marks: bank done (also reported per batch; the last one counts), then one per epoch.
         var epochTimes = marks.Skip(marks.Count - epochs - 1).Zip(marks.Skip(marks.Count - epochs), (a, b) => b - a).ToArray();
-        Console.WriteLine($"training epochs (batch {options.BatchSize}), wall/CPU s: {string.Join(", ", epochTimes.Select(t => $"{t.Wall:F2}/{t.Cpu:F2}"))}");
+        Console.WriteLine($"training epochs on {name} ({source.Count} images, batch {options.BatchSize}), wall/CPU s: " +
+                          string.Join(", ", epochTimes.Select(t => $"{t.Wall:F2}/{t.Cpu:F2}")));
         var timed = epochTimes.Skip(1).ToArray();
         return new Times(timed.Select(t => t.Wall).Order().ElementAt((timed.Length - 1) / 2), timed.Select(t => t.Cpu).Order().ElementAt((timed.Length - 1) / 2));
     }
 
     /// <summary>Images per second end to end, and the stages timed one by one on the same images.</summary>
-    private static double Scoring(int size, int count, int pngSize, string? imageFolder)
+    private static double Scoring(int size, int count, int pngSize, string? imageFolder, int fitImages)
     {
         string folder = Path.Combine(Path.GetTempPath(), $"cfa-bench-{Environment.ProcessId}");
         Directory.CreateDirectory(folder);
@@ -168,15 +205,13 @@ internal static class CfaTrainBenchmark
             string[] paths = imageFolder is null
                 ? WritePngs(folder, count, pngSize)
                 : Directory.GetFiles(imageFolder, "*.png").Order().Take(count).ToArray();
-            byte[] backboneBytes = ResNetBackbones.CreateUntrainedResNet18(seed: 0);
-            string backbonePath = Path.Combine(folder, "resnet18.onnx");
-            File.WriteAllBytes(backbonePath, backboneBytes);
+            byte[] backboneBytes = ImageNetBackbones.ResNet18().GetOnnxBytes();
 
             var ml = new MLContext(seed: 0);
             var data = ml.Data.LoadFromEnumerable(paths.Select(p => new ImagePathRow { ImagePath = p }));
-            var fitData = ml.Data.LoadFromEnumerable(paths.Take(2).Select(p => new ImagePathRow { ImagePath = p }));
-            // Scoring speed does not depend on what the descriptor learned: no epochs.
-            var options = new CfaOptions { BackbonePath = backbonePath, InputColumnName = nameof(ImagePathRow.ImagePath), ImageHeight = size, ImageWidth = size, Epochs = 0 };
+            var fitData = ml.Data.LoadFromEnumerable(paths.Take(fitImages).Select(p => new ImagePathRow { ImagePath = p }));
+            // The bank of the first images, untrained descriptor: training changes how many entries the bound skips little.
+            var options = new CfaOptions { InputColumnName = nameof(ImagePathRow.ImagePath), ImageHeight = size, ImageWidth = size, Epochs = 0 };
             using var model = ml.Transforms.DetectCfaAnomalies(options).Fit(fitData);
             int batch = model.ScoringBatchSize;
 
@@ -189,7 +224,7 @@ internal static class CfaTrainBenchmark
             Console.WriteLine($"scoring end to end: {paths.Length} {(imageFolder is null ? $"synthetic {pngSize}×{pngSize}" : "")} PNG images in {endToEnd:F2} s, " +
                               $"{imagesPerSecond:F2} images/s (batch {batch})");
 
-            StageBreakdown(paths, size, batch, backboneBytes);
+            StageBreakdown(paths, size, batch, backboneBytes, fitImages);
             return imagesPerSecond;
         }
         finally
@@ -199,12 +234,13 @@ internal static class CfaTrainBenchmark
     }
 
     /// <summary>Each scoring stage over the same images, one after the other, with its share of their sum.</summary>
-    private static void StageBreakdown(string[] paths, int size, int batch, byte[] backboneBytes)
+    private static void StageBreakdown(string[] paths, int size, int batch, byte[] backboneBytes, int fitImages)
     {
         var stages = new (string Name, double Seconds)[]
         {
             ("decode", 0), ("resize+normalise", 0), ("backbone", 0), ("descriptor input", 0), ("descriptor GEMM", 0), ("distances", 0), ("map", 0), ("blur", 0),
         };
+        double everyEntrySeconds = 0, exactFraction = 0;
         var clock = new Stopwatch();
         void Time(int stage, Action action)
         {
@@ -219,7 +255,7 @@ internal static class CfaTrainBenchmark
         // A model with the real layer shapes; its bank comes from the first images' features.
         var source = new InMemoryFeatureSource(shapes);
         CfaModel? cfa = null;
-        MemoryBankScorer? scorer = null;
+        MemoryBankScorer? scorer = null, everyEntry = null;
         var blur = new GaussianBlur(4f);
         int grid = shapes[0].Height * shapes[0].Width;
         var map = new float[size * size];
@@ -229,6 +265,7 @@ internal static class CfaTrainBenchmark
             // Round 0 warms up and builds the model; round 1 is timed.
             for (int s = 0; s < stages.Length; s++)
                 stages[s].Seconds = 0;
+            everyEntrySeconds = exactFraction = 0;
             for (int start = 0; start < paths.Length; start += batch)
             {
                 int n = Math.Min(batch, paths.Length - start);
@@ -242,12 +279,14 @@ internal static class CfaTrainBenchmark
                 }
                 float[][] maps = [];
                 Time(2, () => maps = backbone.Run(images, n, size, size));
+                for (int i = 0; i < n && cfa is null && source.Count < fitImages; i++)
+                    source.Add(maps.Select((m, l) => m.AsSpan(i * shapes[l].Size, shapes[l].Size).ToArray()).ToArray());
                 if (cfa is null)
                 {
-                    for (int i = 0; i < n; i++)
-                        source.Add(maps.Select((m, l) => m.AsSpan(i * shapes[l].Size, shapes[l].Size).ToArray()).ToArray());
                     cfa = CfaTrainer.Train(source, new CfaTrainingOptions { Epochs = 0, Device = ComputeDevice.Cpu });
                     scorer = new MemoryBankScorer(cfa.MemoryBank.ToArray(), cfa.BankSize, cfa.DescriptorChannels);
+                    everyEntry = new MemoryBankScorer(cfa.MemoryBank.ToArray(), cfa.BankSize, cfa.DescriptorChannels,
+                        scorer.UsesVector512, MemoryBankScorer.DefaultDepthBlock, projectionRank: 0);
                 }
                 // The descriptor as CfaModel.Describe runs it, its two parts timed apart.
                 int inChannels = cfa.InputChannels + 2, outChannels = cfa.DescriptorChannels;
@@ -259,7 +298,12 @@ internal static class CfaTrainBenchmark
                 {
                     var distances = new float[grid * cfa.NumNearestNeighbors];
                     var patchScores = new float[grid];
-                    Time(5, () => scorer!.NearestSquaredDistances(features.AsSpan(i * grid * cfa.DescriptorChannels, grid * cfa.DescriptorChannels), grid, cfa.NumNearestNeighbors, distances));
+                    var imageFeatures = features.AsSpan(i * grid * cfa.DescriptorChannels, grid * cfa.DescriptorChannels).ToArray();
+                    Time(5, () => scorer!.NearestSquaredDistances(imageFeatures, grid, cfa.NumNearestNeighbors, distances));
+                    exactFraction += scorer!.LastScanExactFraction / paths.Length;
+                    clock.Restart();
+                    everyEntry!.NearestSquaredDistances(imageFeatures, grid, cfa.NumNearestNeighbors, distances);
+                    everyEntrySeconds += clock.Elapsed.TotalSeconds;
                     Time(6, () =>
                     {
                         AnomalyMapMath.SoftminNearest(distances, grid, cfa.NumNearestNeighbors, patchScores);
@@ -273,6 +317,8 @@ internal static class CfaTrainBenchmark
         Console.WriteLine($"scoring stages one by one ({paths.Length} images, {paths.Length / total:F2} images/s if run back to back):");
         foreach (var (name, seconds) in stages)
             Console.WriteLine($"  {name,-17} {seconds * 1e3 / paths.Length,8:F1} ms/image {100 * seconds / total,6:F1} %");
+        Console.WriteLine($"distances: {100 * exactFraction:F1} % of the bank's 16-entry groups computed exactly; every entry scanned: " +
+                          $"{everyEntrySeconds * 1e3 / paths.Length:F1} ms/image ({everyEntrySeconds / stages[5].Seconds:F2}× the time with the bound)");
     }
 
     /// <summary>Writes PNGs of a smooth shaded disc with mild noise, like a photographed part (noise-only images would decode slower).</summary>

@@ -46,7 +46,7 @@ internal static class ScorerBenchmark
             + $"{Environment.ProcessorCount} threads; Vector512 accelerated: {Vector512.IsHardwareAccelerated}");
 
         var sw = Stopwatch.StartNew();
-        var scorer = new MemoryBankScorer(bank, bankSize, channels, use512, depth);
+        var scorer = new MemoryBankScorer(bank, bankSize, channels, use512, depth, projectionRank: 0);
         Console.WriteLine($"scorer: packed the bank in {sw.Elapsed.TotalMilliseconds:F1} ms ({(use512 ? "Vector512" : "Vector256")} kernel, {depth} channels per pass)");
         float[] ours = new float[patches * k];
 

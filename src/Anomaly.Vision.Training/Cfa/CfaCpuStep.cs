@@ -39,14 +39,18 @@ internal sealed class CfaCpuStep
     private float[] _distances = [];
     private int[] _entries = [];
 
-    /// <summary>Creates the step; without a bank (while the bank is being built) only <see cref="Describe"/> is available.</summary>
-    public CfaCpuStep(Descriptor descriptor, float[]? bank, int bankSize, CfaTrainingOptions options)
+    /// <summary>
+    /// Creates the step; without a bank (while the bank is being built) only <see cref="Describe"/> is available.
+    /// <paramref name="projectionRank"/> is the nearest-entry scan's bound (see <see cref="MemoryBankScorer"/>).
+    /// </summary>
+    public CfaCpuStep(Descriptor descriptor, float[]? bank, int bankSize, CfaTrainingOptions options, int projectionRank)
     {
         _descriptor = descriptor;
         _bank = bank;
         _out = descriptor.OutChannels;
         _in = descriptor.InChannels + 2;
-        _scorer = bank is null ? null : new MemoryBankScorer(bank, bankSize, _out);
+        _scorer = bank is null ? null : new MemoryBankScorer(bank, bankSize, _out, System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated,
+            MemoryBankScorer.DefaultDepthBlock, projectionRank);
         _nearestNeighbors = options.NumNearestNeighbors;
         _hardNegatives = options.NumHardNegativeFeatures;
         _radius = options.Radius;

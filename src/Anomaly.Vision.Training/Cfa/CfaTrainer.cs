@@ -32,10 +32,12 @@ public static class CfaTrainer
     /// Trains with the per-step work cut into chunks of about <paramref name="chunkBytes"/> of distances
     /// (null: <see cref="DefaultChunkBytes"/> for the device), each step run by the C# CPU kernels (<see cref="CfaCpuStep"/>:
     /// the fused nearest-entry kernel and the descriptor in C#) or by LibTorch (convolutions, top-k and autograd); null:
-    /// the C# kernels on a CPU. Neither changes the model beyond the order of additions.
+    /// the C# kernels on a CPU. Neither changes the model beyond the order of additions. <paramref name="projectionRank"/>
+    /// sets the C# kernel's bound that skips bank entries (null: <see cref="MemoryBankScorer.ProjectionRankFor"/>; 0: none),
+    /// which does not change the model at all.
     /// </summary>
     internal static CfaModel Train(IFeatureSource features, CfaTrainingOptions options,
-        IProgress<TrainingProgress>? progress, CancellationToken cancellationToken, long? chunkBytes, bool? cpuKernels)
+        IProgress<TrainingProgress>? progress, CancellationToken cancellationToken, long? chunkBytes, bool? cpuKernels, int? projectionRank = null)
     {
         ArgumentNullException.ThrowIfNull(features);
         ArgumentNullException.ThrowIfNull(options);
@@ -74,7 +76,7 @@ public static class CfaTrainer
         // The fused nearest-entry kernel keeps no distance matrix: a chunk holds only feature maps.
         var chunks = StepChunks.For(chunkBytes ?? DefaultChunkBytes(device), patches, fused ? 0 : bankSize, descriptor.OutChannels + descriptor.InChannels);
         float[] bank = BuildMemoryBank(features, layers, descriptor, options, bankSize, chunks, fused, device, progress, cancellationToken);
-        TrainDescriptor(features, layers, descriptor, bank, bankSize, options, chunks, fused, device, progress, cancellationToken);
+        TrainDescriptor(features, layers, descriptor, bank, bankSize, options, chunks, fused, projectionRank, device, progress, cancellationToken);
 
         return new CfaModel(layers, outChannels, options.NumNearestNeighbors, descriptor.WeightArray(), descriptor.BiasArray(), bank);
     }
@@ -97,7 +99,7 @@ public static class CfaTrainer
         CfaCpuStep? cpu = null;
         if (fused)
         {
-            cpu = new CfaCpuStep(descriptor, bank: null, bankSize, options);
+            cpu = new CfaCpuStep(descriptor, bank: null, bankSize, options, projectionRank: 0);
             cpu.Begin();
         }
         float[] centroids;
@@ -137,14 +139,16 @@ public static class CfaTrainer
     }
 
     private static void TrainDescriptor(IFeatureSource features, LayerShape[] layers, Descriptor descriptor, float[] bank,
-        int bankSize, CfaTrainingOptions options, StepChunks chunks, bool fused, Device device, IProgress<TrainingProgress>? progress,
-        CancellationToken cancellationToken)
+        int bankSize, CfaTrainingOptions options, StepChunks chunks, bool fused, int? projectionRank, Device device,
+        IProgress<TrainingProgress>? progress, CancellationToken cancellationToken)
     {
         if (options.Epochs == 0)
             return;
         using var scope = NewDisposeScope();
         int k = options.NumNearestNeighbors + options.NumHardNegativeFeatures;
-        var cpu = fused ? new CfaCpuStep(descriptor, bank, bankSize, options) : null;
+        var cpu = fused
+            ? new CfaCpuStep(descriptor, bank, bankSize, options, projectionRank ?? MemoryBankScorer.ProjectionRankFor(bankSize, descriptor.OutChannels))
+            : null;
         Tensor? bankT = null, kernel = null, norms = null;
         if (cpu is null)
         {

@@ -28,6 +28,17 @@ namespace Anomaly.Vision.Training;
 /// fp32 distances (ties: the lower entry wins, as the scan visits entries in ascending order and only a strictly
 /// smaller value displaces a kept one).
 /// </para>
+/// <para>
+/// Most entries need not be scanned at all. For a large bank (<see cref="ProjectionRankFor"/>) every patch and entry
+/// also has a reduction to r + 1 = 33 values (<see cref="BankProjection"/>) whose squared distance is a lower bound
+/// on theirs; on CFA's features a patch's k nearest lie among a few dozen entries whose bound is small. Per tile of
+/// 6 patches the bound is computed for every entry (the same register-tile kernel over 33 channels instead of C);
+/// the exact values of the 16-entry groups holding each patch's k smallest bounds give τ, an upper limit on its
+/// k-th distance; then every group holding an entry whose bound, less a rounding slack, is not above τ is computed
+/// exactly, with the same per-entry arithmetic as the full scan, and merged in ascending entry order. An entry
+/// skipped is certainly farther than the k kept, so the results are the full scan's bit for bit (tests compare
+/// them); a patch far from the whole bank (an anomaly) merely has more groups computed.
+/// </para>
 /// <para>Instances are immutable after construction and <see cref="Nearest"/> is thread-safe.</para>
 /// </remarks>
 internal sealed class MemoryBankScorer
@@ -57,15 +68,77 @@ internal sealed class MemoryBankScorer
     private readonly int _normsOffset;
     private readonly int _width;
     private readonly int _panels;
+    private readonly Bound? _bound;
+
+    /// <summary>Entries per exactly computed group in the pruned scan: a 512-bit vector, or a 256-bit panel.</summary>
+    private const int GroupWidth = 16;
+
+    /// <summary>
+    /// The bank's reductions (<see cref="BankProjection"/>), packed like the bank into panels <c>[M/W][r + 1][W]</c>, and
+    /// per entry |R(b)|² minus the entry's share of the rounding slack (+∞ for padding).
+    /// </summary>
+    private sealed class Bound
+    {
+        public readonly BankProjection Projection;
+        public readonly float[] Packed;   // pinned, from PackedOffset (64-byte aligned)
+        public readonly int PackedOffset;
+        public readonly float[] Norms;    // pinned, from NormsOffset
+        public readonly int NormsOffset;
+
+        /// <summary>
+        /// ε of the slack ε·(|f|² + |f − μ|²) + ε·(|b|² + |b − μ|²) allowed between the fp32 distance and the fp32 bound:
+        /// the distance's dot product of C terms errs by at most about C·u·(|f|² + |b|²) (u = 2⁻²⁴), the bound's by
+        /// about (r + 1 + a few)·u·(|f − μ|² + |b − μ|²); ε doubles both.
+        /// </summary>
+        public readonly double SlackScale;
+
+        public Bound(BankProjection projection, float[] bank, int bankSize, int channels, int width, int panels)
+        {
+            Projection = projection;
+            int dims = projection.Dimensions;
+            SlackScale = 2.0 * (channels + 2 * dims + 8) / (1 << 24);
+            Packed = GC.AllocateArray<float>(panels * dims * width + 16, pinned: true);
+            PackedOffset = AlignmentOffset(Packed);
+            Norms = GC.AllocateArray<float>(panels * width + 16, pinned: true);
+            NormsOffset = AlignmentOffset(Norms);
+            var norms = Norms.AsSpan(NormsOffset, panels * width);
+            norms.Fill(float.PositiveInfinity);
+            var reduced = new float[dims];
+            for (int m = 0; m < bankSize; m++)
+            {
+                var entry = bank.AsSpan(m * channels, channels);
+                double centredNorm = projection.Reduce(entry, reduced);
+                double reducedNorm = 0, norm = 0;
+                foreach (float v in reduced)
+                    reducedNorm += (double)v * v;
+                foreach (float v in entry)
+                    norm += (double)v * v;
+                norms[m] = (float)(reducedNorm - SlackScale * (norm + centredNorm));
+                int panel = m / width, lane = m % width;
+                for (int j = 0; j < dims; j++)
+                    Packed[PackedOffset + (panel * dims + j) * width + lane] = reduced[j];
+            }
+        }
+    }
 
     /// <summary>Creates a scorer over <paramref name="bank"/>, using 512-bit vectors when the hardware accelerates them.</summary>
     /// <param name="bank">The memory bank, patch-major: <paramref name="bankSize"/> rows of <paramref name="channels"/> values.</param>
     /// <param name="bankSize">Number of bank entries M.</param>
     /// <param name="channels">Number of channels C of every entry.</param>
     public MemoryBankScorer(float[] bank, int bankSize, int channels)
-        : this(bank, bankSize, channels, Vector512.IsHardwareAccelerated, DefaultDepthBlock)
+        : this(bank, bankSize, channels, Vector512.IsHardwareAccelerated, DefaultDepthBlock, ProjectionRankFor(bankSize, channels))
     {
     }
+
+    /// <summary>Principal directions of the bound when the bank is large enough for it to pay off.</summary>
+    internal const int DefaultProjectionRank = 32;
+
+    /// <summary>
+    /// <see cref="DefaultProjectionRank"/> where the bound's scan (r + 1 channels for every entry) costs a small part
+    /// of the exact one (C channels) and the bank fills many panels; otherwise 0, the exact scan of every entry.
+    /// </summary>
+    internal static int ProjectionRankFor(int bankSize, int channels) =>
+        channels >= 4 * (DefaultProjectionRank + 1) && bankSize >= 512 ? DefaultProjectionRank : 0;
 
     /// <summary>Creates a scorer with an explicit choice of the vector width (both paths give the same results).</summary>
     /// <param name="bank">The memory bank, patch-major: <paramref name="bankSize"/> rows of <paramref name="channels"/> values.</param>
@@ -73,7 +146,9 @@ internal sealed class MemoryBankScorer
     /// <param name="channels">Number of channels C of every entry.</param>
     /// <param name="useVector512">True for the 512-bit kernel, false for the 256-bit kernel.</param>
     /// <param name="depthBlock">Channels per pass over a bank panel (results do not depend on it).</param>
-    internal MemoryBankScorer(float[] bank, int bankSize, int channels, bool useVector512, int depthBlock)
+    /// <param name="projectionRank">Principal directions of the lower bound that skips entries (0: every entry is
+    /// scanned exactly; results do not depend on it).</param>
+    internal MemoryBankScorer(float[] bank, int bankSize, int channels, bool useVector512, int depthBlock, int projectionRank)
     {
         if (depthBlock <= 0)
             throw new ArgumentOutOfRangeException(nameof(depthBlock), depthBlock, "The depth block must be positive.");
@@ -104,6 +179,10 @@ internal sealed class MemoryBankScorer
         _normsOffset = AlignmentOffset(_norms);
 
         PackBank(bank, bankSize, channels, _width, _packed.AsSpan(_packedOffset, (int)packedLength), _norms.AsSpan(_normsOffset, _panels * _width));
+
+        ArgumentOutOfRangeException.ThrowIfNegative(projectionRank);
+        if (projectionRank > 0 && bank.All(float.IsFinite))
+            _bound = new Bound(BankProjection.Fit(bank, bankSize, channels, Math.Min(projectionRank, channels)), bank, bankSize, channels, _width, _panels);
     }
 
     /// <summary>Writes the bank as panels <c>[M/W][C][W]</c> (zero padding) and the squared norms (+∞ for padding).</summary>
@@ -144,6 +223,15 @@ internal sealed class MemoryBankScorer
     internal bool UsesVector512 { get; }
 
     /// <summary>
+    /// Of the last <see cref="Nearest"/> call (not meaningful while calls overlap): the fraction of (tile, 16-entry group)
+    /// pairs computed exactly; 1 without the bound.
+    /// </summary>
+    internal double LastScanExactFraction => _scannedGroups == 0 ? 1 : (double)_exactGroups / _scannedGroups;
+
+    private long _exactGroups;
+    private long _scannedGroups;
+
+    /// <summary>
     /// Computes the <paramref name="k"/> smallest squared euclidean distances from every patch to the bank, ascending.
     /// Tiny negative values caused by rounding are clamped to 0.
     /// </summary>
@@ -179,6 +267,7 @@ internal sealed class MemoryBankScorer
         if (!entries.IsEmpty && entries.Length < (long)patches * k)
             throw new ArgumentException(
                 $"The entry destination holds {entries.Length} values, fewer than patches × k = {patches} × {k}.", nameof(entries));
+        _exactGroups = _scannedGroups = 0;
         if (patches == 0)
             return;
 
@@ -194,7 +283,7 @@ internal sealed class MemoryBankScorer
             nint f = (nint)featuresPtr, d = (nint)distancesPtr, e = (nint)entriesPtr;
             if (blocks == 1)
             {
-                var scratch = new Scratch(Channels, _width, k);
+                var scratch = new Scratch(Channels, _width, k, _panels, _bound?.Projection);
                 ProcessBlock((float*)f, 0, patches, k, (float*)d, (int*)e, scratch);
             }
             else
@@ -203,7 +292,7 @@ internal sealed class MemoryBankScorer
                     0,
                     blocks,
                     new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount },
-                    () => new Scratch(Channels, _width, k),
+                    () => new Scratch(Channels, _width, k, _panels, _bound?.Projection),
                     (block, _, scratch) =>
                     {
                         int first = (int)((long)totalGroups * block / blocks) * Rows;
@@ -216,7 +305,7 @@ internal sealed class MemoryBankScorer
         }
     }
 
-    /// <summary>Per-worker scratch: packed features of one block, the block's top-k buffers and its tiles.</summary>
+    /// <summary>Per-worker scratch: packed features of one block, the block's top-k buffers and its tiles; for the pruned scan, its buffers too.</summary>
     private sealed class Scratch
     {
         public readonly float[] PackedFeatures;
@@ -225,19 +314,53 @@ internal sealed class MemoryBankScorer
         public readonly float[] FeatureNorms;
         public readonly float[] Tile;
 
-        public Scratch(int channels, int width, int k)
+        // The pruned scan's: the block's reductions, their squared norms and slack; one tile's bounds ([panels][6][W]),
+        // its exact groups ([M/16][6][16]), which groups are wanted and which computed; the candidates of one patch.
+        public readonly float[] PackedReductions = [];
+        public readonly float[] ReducedNorms = [];
+        public readonly float[] Slack = [];
+        public readonly float[] Reductions = [];
+        public readonly double[] CentredNorms = [];
+        public readonly float[] Bounds = [];
+        public readonly float[] Groups = [];
+        public readonly ulong[] Wanted = [];
+        public readonly ulong[] Computed = [];
+        public readonly float[] Candidates;
+        public readonly int[] CandidateEntries;
+        public readonly float[] Thresholds = new float[Rows];
+
+        public Scratch(int channels, int width, int k, int panels, BankProjection? projection)
         {
             PackedFeatures = GC.AllocateUninitializedArray<float>(GroupsPerBlock * channels * Rows, pinned: true);
             Best = new float[BlockPatches * k];
             BestEntries = new int[BlockPatches * k];
             FeatureNorms = new float[BlockPatches];
             Tile = GC.AllocateUninitializedArray<float>(GroupsPerBlock * Rows * width + 16, pinned: true);
+            Candidates = new float[k];
+            CandidateEntries = new int[k];
+            if (projection is null)
+                return;
+            int entryGroups = panels * width / GroupWidth;
+            PackedReductions = GC.AllocateUninitializedArray<float>(GroupsPerBlock * projection.Dimensions * Rows, pinned: true);
+            ReducedNorms = new float[BlockPatches];
+            Slack = new float[BlockPatches];
+            Reductions = new float[BlockPatches * projection.Dimensions];
+            CentredNorms = new double[BlockPatches];
+            Bounds = GC.AllocateUninitializedArray<float>(panels * Rows * width + 16, pinned: true);
+            Groups = GC.AllocateUninitializedArray<float>(entryGroups * Rows * GroupWidth + 16, pinned: true);
+            Wanted = new ulong[(entryGroups + 63) / 64];
+            Computed = new ulong[(entryGroups + 63) / 64];
         }
     }
 
     /// <summary>Scores patches [<paramref name="first"/>, <paramref name="first"/> + <paramref name="count"/>), count ≤ <see cref="BlockPatches"/>; <paramref name="entries"/> may be null.</summary>
     private unsafe void ProcessBlock(float* features, int first, int count, int k, float* distances, int* entries, Scratch scratch)
     {
+        if (_bound is not null)
+        {
+            ProcessBlockPruned(features, first, count, k, distances, entries, scratch, _bound);
+            return;
+        }
         int channels = Channels;
         int groups = (count + Rows - 1) / Rows;
 
@@ -298,17 +421,251 @@ internal sealed class MemoryBankScorer
                 }
             }
 
-            // The buffers hold |b|² − 2 f·b; add |f|² and clamp rounding noise at 0.
+            WriteNearest(first, count, k, best, bestEntries, featureNorms, distances, entries);
+        }
+    }
+
+    /// <summary>
+    /// The pruned scan of a block. Per tile of 6 patches: the bound for every entry; the exact values of the 16-entry
+    /// groups holding each patch's k entries of smallest bound, which give an upper limit τ on its k-th distance; then,
+    /// in ascending entry order, every group holding an entry whose bound (less the slack) does not exceed τ, merged
+    /// exactly as the full scan merges them. An entry skipped has a distance above τ, so the k kept are the full scan's.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private unsafe void ProcessBlockPruned(float* features, int first, int count, int k, float* distances, int* entries, Scratch scratch, Bound bound)
+    {
+        int channels = Channels;
+        int dims = bound.Projection.Dimensions;
+        int groups = (count + Rows - 1) / Rows;
+        int panelFloats = channels * _width;
+        Span<float> lanes = stackalloc float[Vector256<float>.Count];
+
+        fixed (float* packedFeatures = scratch.PackedFeatures)
+        fixed (float* best = scratch.Best)
+        fixed (int* bestEntries = scratch.BestEntries)
+        fixed (float* featureNorms = scratch.FeatureNorms)
+        fixed (float* packedReductions = scratch.PackedReductions)
+        fixed (float* reducedNorms = scratch.ReducedNorms)
+        fixed (float* slack = scratch.Slack)
+        fixed (float* boundsBase = scratch.Bounds)
+        fixed (float* groupsBase = scratch.Groups)
+        fixed (float* candidates = scratch.Candidates)
+        fixed (int* candidateEntries = scratch.CandidateEntries)
+        fixed (float* thresholds = scratch.Thresholds)
+        fixed (float* packedBank = _packed)
+        fixed (float* normsBase = _norms)
+        fixed (float* reducedBankBase = bound.Packed)
+        fixed (float* reducedBankNormsBase = bound.Norms)
+        {
+            float* bounds = Align(boundsBase);
+            float* exact = Align(groupsBase);
+            float* bank = packedBank + _packedOffset;
+            float* bankNorms = normsBase + _normsOffset;
+            float* reducedBank = reducedBankBase + bound.PackedOffset;
+            float* reducedBankNorms = reducedBankNormsBase + bound.NormsOffset;
+            ulong[] wanted = scratch.Wanted, computed = scratch.Computed;
+            long exactGroups = 0;
+
+            PackFeatures(features + (long)first * channels, count, groups, channels, packedFeatures, featureNorms);
+            new Span<float>(packedReductions, groups * dims * Rows).Clear();
+            var block = new ReadOnlySpan<float>(features + (long)first * channels, count * channels);
+            bound.Projection.Reduce(block, count, scratch.Reductions, scratch.CentredNorms);
             for (int p = 0; p < count; p++)
             {
-                float fn = featureNorms[p];
-                float* src = best + p * k;
-                float* dst = distances + (long)(first + p) * k;
-                for (int j = 0; j < k; j++)
-                    dst[j] = MathF.Max(0f, src[j] + fn);
-                if (entries != null)
-                    new ReadOnlySpan<int>(bestEntries + p * k, k).CopyTo(new Span<int>(entries + (long)(first + p) * k, k));
+                float* destination = packedReductions + (p / Rows) * dims * Rows + p % Rows;
+                double reducedNorm = 0;
+                for (int j = 0; j < dims; j++)
+                {
+                    float v = scratch.Reductions[p * dims + j];
+                    destination[j * Rows] = v;
+                    reducedNorm += (double)v * v;
+                }
+                reducedNorms[p] = (float)reducedNorm;
+                slack[p] = (float)(bound.SlackScale * (featureNorms[p] + scratch.CentredNorms[p]));
             }
+            new Span<float>(best, count * k).Fill(float.PositiveInfinity);
+
+            for (int g = 0; g < groups; g++)
+            {
+                int rows = Math.Min(Rows, count - g * Rows);
+                float* a = packedFeatures + g * channels * Rows;
+
+                // The bounds, |R(b)|² − slack_b − 2 R(f)·R(b), of every entry: [panel][row][W].
+                float* reduced = packedReductions + g * dims * Rows;
+                for (int panel = 0; panel < _panels; panel++)
+                {
+                    float* tile = bounds + panel * Rows * _width;
+                    if (UsesVector512)
+                        Kernel512(reduced, reducedBank + panel * dims * _width, dims, reducedBankNorms + panel * _width, tile, first: true, last: true);
+                    else
+                        Kernel256(reduced, reducedBank + panel * dims * _width, dims, reducedBankNorms + panel * _width, tile, first: true, last: true);
+                }
+
+                // Each row's k entries of smallest bound: their groups are computed first, and give τ. The minima of the
+                // 8 lanes over the row are 8 entries' bounds, so for k ≤ 8 the k-th smallest of them is at least the row's
+                // k-th smallest bound: starting from it, the search inserts few entries.
+                for (int r = 0; r < rows; r++)
+                {
+                    float start = float.PositiveInfinity;
+                    if (k <= Vector256<float>.Count)
+                    {
+                        var minima = Vector256.Create(float.PositiveInfinity);
+                        for (int panel = 0; panel < _panels; panel++)
+                        {
+                            float* row = bounds + (panel * Rows + r) * _width;
+                            for (int j = 0; j < _width; j += Vector256<float>.Count)
+                                minima = Vector256.Min(minima, Vector256.LoadAligned(row + j));
+                        }
+                        minima.CopyTo(lanes);
+                        lanes.Sort();
+                        start = MathF.BitIncrement(lanes[k - 1]);
+                    }
+                    new Span<float>(candidates, k).Fill(start);
+                    for (int panel = 0; panel < _panels; panel++)
+                    {
+                        float* row = bounds + (panel * Rows + r) * _width;
+                        for (int j = 0; j < _width; j += GroupWidth)
+                            Merge16(row + j, candidates, candidateEntries, k, panel * _width + j);
+                    }
+                    for (int i = 0; i < k && candidates[i] < start; i++)
+                        Mark(wanted, candidateEntries[i] / GroupWidth);
+                }
+                ComputeWantedGroups(a, bank, bankNorms, exact, wanted, computed, panelFloats);
+
+                for (int r = 0; r < rows; r++)
+                {
+                    int p = g * Rows + r;
+                    new Span<float>(candidates, k).Fill(float.PositiveInfinity);
+                    for (int word = 0; word < computed.Length; word++)
+                    {
+                        for (ulong bits = computed[word]; bits != 0; bits &= bits - 1)
+                        {
+                            int group = word * 64 + System.Numerics.BitOperations.TrailingZeroCount(bits);
+                            Merge16(exact + (group * Rows + r) * GroupWidth, candidates, candidateEntries, k, group * GroupWidth);
+                        }
+                    }
+                    float tau = MathF.Max(0f, candidates[k - 1] + featureNorms[p]);
+                    thresholds[r] = tau + slack[p] - reducedNorms[p];
+                }
+
+                // Every group with an entry whose bound is not above τ (a NaN bound counts as not above).
+                for (int panel = 0; panel < _panels; panel++)
+                {
+                    for (int r = 0; r < rows; r++)
+                    {
+                        float* row = bounds + (panel * Rows + r) * _width;
+                        var threshold = Vector256.Create(thresholds[r]);
+                        for (int j = 0; j < _width; j += GroupWidth)
+                        {
+                            uint above = Vector256.GreaterThan(Vector256.LoadAligned(row + j), threshold).ExtractMostSignificantBits()
+                                | (Vector256.GreaterThan(Vector256.LoadAligned(row + j + 8), threshold).ExtractMostSignificantBits() << 8);
+                            if (above != 0xFFFF)
+                                Mark(wanted, (panel * _width + j) / GroupWidth);
+                        }
+                    }
+                }
+                ComputeWantedGroups(a, bank, bankNorms, exact, wanted, computed, panelFloats);
+
+                // Merge in ascending entry order, as the full scan does, so that ties keep the lower entry.
+                for (int word = 0; word < computed.Length; word++)
+                {
+                    exactGroups += System.Numerics.BitOperations.PopCount(computed[word]);
+                    for (ulong bits = computed[word]; bits != 0; bits &= bits - 1)
+                    {
+                        int group = word * 64 + System.Numerics.BitOperations.TrailingZeroCount(bits);
+                        for (int r = 0; r < rows; r++)
+                        {
+                            int p = g * Rows + r;
+                            Merge16(exact + (group * Rows + r) * GroupWidth, best + p * k, bestEntries + p * k, k, group * GroupWidth);
+                        }
+                    }
+                    computed[word] = 0;
+                }
+            }
+
+            WriteNearest(first, count, k, best, bestEntries, featureNorms, distances, entries);
+            Interlocked.Add(ref _exactGroups, exactGroups);
+            Interlocked.Add(ref _scannedGroups, (long)groups * _panels * _width / GroupWidth);
+        }
+    }
+
+    private static void Mark(ulong[] bits, int index) => bits[index >> 6] |= 1UL << (index & 63);
+
+    /// <summary>Computes the exact values |b|² − 2 f·b of the tile's 6 rows for every wanted group not yet computed.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private unsafe void ComputeWantedGroups(float* a, float* bank, float* bankNorms, float* exact, ulong[] wanted, ulong[] computed, int panelFloats)
+    {
+        for (int word = 0; word < wanted.Length; word++)
+        {
+            ulong fresh = wanted[word] & ~computed[word];
+            computed[word] |= wanted[word];
+            wanted[word] = 0;
+            for (; fresh != 0; fresh &= fresh - 1)
+            {
+                int group = word * 64 + System.Numerics.BitOperations.TrailingZeroCount(fresh);
+                int entry = group * GroupWidth;
+                float* b = bank + (long)(entry / _width) * panelFloats + entry % _width;
+                float* tile = exact + group * Rows * GroupWidth;
+                if (UsesVector512)
+                    GroupKernel512(a, b, Channels, _width, bankNorms + entry, tile);
+                else
+                    Kernel256(a, b, Channels, bankNorms + entry, tile, first: true, last: true);
+            }
+        }
+    }
+
+    /// <summary>Merges 16 values (entries <paramref name="firstEntry"/> on) into an ascending k-smallest buffer, as the full scan's selection does.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe void Merge16(float* values, float* best, int* bestEntries, int k, int firstEntry)
+    {
+        var threshold = Vector256.Create(best[k - 1]);
+        uint mask = Vector256.LessThan(Vector256.Load(values), threshold).ExtractMostSignificantBits()
+            | (Vector256.LessThan(Vector256.Load(values + 8), threshold).ExtractMostSignificantBits() << 8);
+        if (mask != 0)
+            InsertLanes(values, mask, best, bestEntries, k, firstEntry);
+    }
+
+    /// <summary>
+    /// 6 patches × one group of 16 bank entries in a panel of width <paramref name="stride"/>: the same per-entry
+    /// arithmetic as <see cref="Kernel512"/> (one fused multiply-add chain over the channels, then |b|² − 2·f·b).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static unsafe void GroupKernel512(float* a, float* b, int channels, int stride, float* bankNorms, float* tile)
+    {
+        Vector512<float> c0 = default, c1 = default, c2 = default, c3 = default, c4 = default, c5 = default;
+        for (int c = 0; c < channels; c++)
+        {
+            Vector512<float> bv = Vector512.LoadAligned(b);
+            c0 = Vector512.FusedMultiplyAdd(Vector512.Create(a[0]), bv, c0);
+            c1 = Vector512.FusedMultiplyAdd(Vector512.Create(a[1]), bv, c1);
+            c2 = Vector512.FusedMultiplyAdd(Vector512.Create(a[2]), bv, c2);
+            c3 = Vector512.FusedMultiplyAdd(Vector512.Create(a[3]), bv, c3);
+            c4 = Vector512.FusedMultiplyAdd(Vector512.Create(a[4]), bv, c4);
+            c5 = Vector512.FusedMultiplyAdd(Vector512.Create(a[5]), bv, c5);
+            a += Rows;
+            b += stride;
+        }
+        Vector512<float> m2 = Vector512.Create(-2f), n = Vector512.LoadAligned(bankNorms);
+        Vector512.StoreAligned(Vector512.FusedMultiplyAdd(c0, m2, n), tile + 0);
+        Vector512.StoreAligned(Vector512.FusedMultiplyAdd(c1, m2, n), tile + 16);
+        Vector512.StoreAligned(Vector512.FusedMultiplyAdd(c2, m2, n), tile + 32);
+        Vector512.StoreAligned(Vector512.FusedMultiplyAdd(c3, m2, n), tile + 48);
+        Vector512.StoreAligned(Vector512.FusedMultiplyAdd(c4, m2, n), tile + 64);
+        Vector512.StoreAligned(Vector512.FusedMultiplyAdd(c5, m2, n), tile + 80);
+    }
+
+    /// <summary>Writes the block's distances, |f|² added to the kept |b|² − 2 f·b and rounding noise clamped at 0, and their entries.</summary>
+    private static unsafe void WriteNearest(int first, int count, int k, float* best, int* bestEntries, float* featureNorms, float* distances, int* entries)
+    {
+        for (int p = 0; p < count; p++)
+        {
+            float fn = featureNorms[p];
+            float* src = best + p * k;
+            float* dst = distances + (long)(first + p) * k;
+            for (int j = 0; j < k; j++)
+                dst[j] = MathF.Max(0f, src[j] + fn);
+            if (entries != null)
+                new ReadOnlySpan<int>(bestEntries + p * k, k).CopyTo(new Span<int>(entries + (long)(first + p) * k, k));
         }
     }
 

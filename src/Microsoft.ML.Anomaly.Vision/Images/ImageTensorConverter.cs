@@ -1,3 +1,6 @@
+using System.Numerics.Tensors;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 using Microsoft.ML.Data;
 using SkiaSharp;
 
@@ -81,24 +84,28 @@ internal static class ImageTensorConverter
         ResampleWeights horizontal = ResampleWeights.Create(inWidth, width);
         ResampleWeights vertical = ResampleWeights.Create(inHeight, height);
 
-        // Horizontal pass: input rows (all of them) × output columns, per channel, in [0, 1].
+        // Horizontal pass: input rows (all of them) × output columns, in [0, 1], written as planes. A pixel's four bytes
+        // are filtered at once, one lane per byte; each lane adds in the order a channel on its own would.
         float[] rows = new float[3 * inHeight * width];
-        for (int c = 0; c < 3; c++)
+        var pixelRow = new Vector128<float>[inWidth];
+        for (int y = 0; y < inHeight; y++)
         {
-            int offset = channelOffsets[c];
-            for (int y = 0; y < inHeight; y++)
+            ReadOnlySpan<byte> row = pixels.Slice(y * stride, 4 * inWidth);
+            for (int x = 0; x < inWidth; x++)
             {
-                ReadOnlySpan<byte> row = pixels.Slice(y * stride, 4 * inWidth);
-                Span<float> dst = rows.AsSpan((c * inHeight + y) * width, width);
-                for (int x = 0; x < width; x++)
-                {
-                    int start = horizontal.Starts[x];
-                    ReadOnlySpan<float> weights = horizontal.WeightsOf(x);
-                    float sum = 0f;
-                    for (int k = 0; k < weights.Length; k++)
-                        sum += weights[k] * row[4 * (start + k) + offset];
-                    dst[x] = sum * (1f / 255f);
-                }
+                var bytes = Vector128.CreateScalarUnsafe(MemoryMarshal.Read<uint>(row.Slice(4 * x, 4))).AsByte();
+                pixelRow[x] = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(bytes)).AsInt32());
+            }
+            for (int x = 0; x < width; x++)
+            {
+                int start = horizontal.Starts[x];
+                ReadOnlySpan<float> weights = horizontal.WeightsOf(x);
+                Vector128<float> sum = Vector128<float>.Zero;
+                for (int k = 0; k < weights.Length; k++)
+                    sum += Vector128.Create(weights[k]) * pixelRow[start + k];
+                sum *= 1f / 255f;
+                for (int c = 0; c < 3; c++)
+                    rows[(c * inHeight + y) * width + x] = sum.GetElement(channelOffsets[c]);
             }
         }
 
@@ -114,14 +121,9 @@ internal static class ImageTensorConverter
                 Span<float> outRow = dst.Slice(y * width, width);
                 outRow.Clear();
                 for (int k = 0; k < weights.Length; k++)
-                {
-                    float w = weights[k];
-                    ReadOnlySpan<float> inRow = rows.AsSpan((c * inHeight + start + k) * width, width);
-                    for (int x = 0; x < width; x++)
-                        outRow[x] += w * inRow[x];
-                }
-                for (int x = 0; x < width; x++)
-                    outRow[x] = (outRow[x] - m) * invStd;
+                    TensorPrimitives.MultiplyAdd(rows.AsSpan((c * inHeight + start + k) * width, width), weights[k], outRow, outRow);
+                TensorPrimitives.Subtract(outRow, m, outRow);
+                TensorPrimitives.Multiply(outRow, invStd, outRow);
             }
         }
     }

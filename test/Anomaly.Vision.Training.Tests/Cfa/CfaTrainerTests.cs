@@ -95,6 +95,23 @@ public sealed class CfaTrainerTests
             Assert.AreEqual(expectedScores[i], actualScores[i], 1e-4f * Math.Max(1f, expectedScores[i]), $"distance {i}");
     }
 
+    [TestMethod]
+    public void TheBoundThatSkipsBankEntriesDoesNotChangeTheTrainedModelOrItsLosses()
+    {
+        LayerShape[] layers = { new(16, 16, 16), new(8, 8, 8) };
+        var source = CfaTestData.Source(CfaTestData.Maps(5, seed: 11, layers), layers);
+        var options = CfaTestData.Options(epochs: 3);
+        var fullLosses = new CfaTestData.Recorder();
+        var prunedLosses = new CfaTestData.Recorder();
+        var full = CfaTrainer.Train(source, options, fullLosses, default, chunkBytes: null, cpuKernels: true, projectionRank: 0);
+        var pruned = CfaTrainer.Train(source, options, prunedLosses, default, chunkBytes: null, cpuKernels: true, projectionRank: 4);
+
+        CollectionAssert.AreEqual(fullLosses.Reports.Select(r => r.Loss).ToArray(), prunedLosses.Reports.Select(r => r.Loss).ToArray());
+        CollectionAssert.AreEqual(full.DescriptorWeight.ToArray(), pruned.DescriptorWeight.ToArray());
+        CollectionAssert.AreEqual(full.DescriptorBias.ToArray(), pruned.DescriptorBias.ToArray());
+        CollectionAssert.AreEqual(full.MemoryBank.ToArray(), pruned.MemoryBank.ToArray());
+    }
+
     private static void AssertClose(CfaModel expected, CfaModel actual)
     {
         AssertClose(expected.MemoryBank.ToArray(), actual.MemoryBank.ToArray(), "bank");

@@ -121,7 +121,7 @@ public sealed class MemoryBankTests
         var patchMajor = CfaTensors.ToArray(features.permute(0, 2, 3, 1));
         var distances = new float[24 * k];
         var found = new int[24 * k];
-        new MemoryBankScorer(bankValues, entries, channels, useVector512, depthBlock: 3).Nearest(patchMajor, 24, k, distances, found);
+        new MemoryBankScorer(bankValues, entries, channels, useVector512, depthBlock: 3, projectionRank: 0).Nearest(patchMajor, 24, k, distances, found);
         // Same entries and distances as top-k of the dense matrix (patch-major here, entry-major there).
         var expectedDistances = CfaTensors.ToArray(denseNearest.permute(0, 2, 3, 1));
         var expectedEntries = denseEntries.permute(0, 2, 3, 1).contiguous().data<long>().ToArray();
