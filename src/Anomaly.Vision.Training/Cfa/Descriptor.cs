@@ -1,3 +1,4 @@
+using System.Runtime.Intrinsics;
 using TorchSharp;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
@@ -120,7 +121,6 @@ internal sealed class Descriptor : IDisposable
         for (int l = 1; l < layers.Count; l++)
             offsets[l] = offsets[l - 1] + layers[l - 1].Channels;
         // Work items: (image, layer, block of channels); each writes its own columns of the image's rows.
-        const int ChannelBlock = 16;
         var items = new List<(int Image, int Layer, int Channel)>();
         for (int i = 0; i < batch; i++)
             for (int l = 0; l < layers.Count; l++)
@@ -133,7 +133,7 @@ internal sealed class Descriptor : IDisposable
         {
             nint dp = (nint)destination;
             Parallel.For(0, items.Count, new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount },
-                () => new float[ChannelBlock * layers.Max(l => l.Height * l.Width)],
+                () => new float[2 * ChannelBlock * layers.Max(l => l.Height * l.Width)],
                 (index, _, pooled) =>
                 {
                     var (image, l, c0) = items[index];
@@ -144,27 +144,26 @@ internal sealed class Descriptor : IDisposable
                         AveragePool3x3(layerMaps[l].AsSpan((image * shape.Channels + c0 + c) * plane, plane), h, w, pooled.AsSpan(c * plane, plane));
                     // The block's channels are written together: consecutive values of each patch's row.
                     float* x = (float*)dp + (long)image * grid * inChannels + offsets[l] + c0;
-                    bool resize = h != height || w != width;
+                    if (h == height && w == width)
+                    {
+                        for (int i = 0; i < grid; i++)
+                            for (int c = 0; c < block; c++)
+                                x[(long)i * inChannels + c] = pooled[c * plane + i];
+                        return pooled;
+                    }
+                    // Resized: the pooled block channels-last, so that a patch's channels interpolate as one vector.
+                    var pixels = pooled.AsSpan(ChannelBlock * plane, ChannelBlock * plane);
+                    for (int c = 0; c < block; c++)
+                        for (int i = 0; i < plane; i++)
+                            pixels[i * ChannelBlock + c] = pooled[c * plane + i];
                     for (int y = 0; y < height; y++)
                     {
                         var (y0, y1, ly) = rowSources[l][y];
                         for (int xo = 0; xo < width; xo++)
                         {
-                            float* row = x + (long)(y * width + xo) * inChannels;
-                            if (!resize)
-                            {
-                                for (int c = 0; c < block; c++)
-                                    row[c] = pooled[c * plane + y * w + xo];
-                                continue;
-                            }
                             var (x0, x1, lx) = columnSources[l][xo];
-                            int i00 = y0 * w + x0, i01 = y0 * w + x1, i10 = y1 * w + x0, i11 = y1 * w + x1;
-                            for (int c = 0, o = 0; c < block; c++, o += plane)
-                            {
-                                float top = (1 - lx) * pooled[o + i00] + lx * pooled[o + i01];
-                                float bottom = (1 - lx) * pooled[o + i10] + lx * pooled[o + i11];
-                                row[c] = (1 - ly) * top + ly * bottom;
-                            }
+                            Interpolate(pixels, (y0 * w + x0) * ChannelBlock, (y0 * w + x1) * ChannelBlock, (y1 * w + x0) * ChannelBlock,
+                                (y1 * w + x1) * ChannelBlock, lx, ly, new Span<float>(x + (long)(y * width + xo) * inChannels, block));
                         }
                     }
                     return pooled;
@@ -185,6 +184,31 @@ internal sealed class Descriptor : IDisposable
             }
         }
     }
+
+    /// <summary>
+    /// Bilinear interpolation of channels-last pixels (<see cref="ChannelBlock"/> values from each offset) into
+    /// <paramref name="destination"/>: ((1 − lx)·p00 + lx·p01)·(1 − ly) + ((1 − lx)·p10 + lx·p11)·ly per channel, in that
+    /// order whether a whole block goes as one vector or channel by channel.
+    /// </summary>
+    private static void Interpolate(ReadOnlySpan<float> pixels, int i00, int i01, int i10, int i11, float lx, float ly, Span<float> destination)
+    {
+        if (destination.Length == ChannelBlock)
+        {
+            var top = Vector512.Create(1 - lx) * Vector512.Create(pixels.Slice(i00, ChannelBlock)) + Vector512.Create(lx) * Vector512.Create(pixels.Slice(i01, ChannelBlock));
+            var bottom = Vector512.Create(1 - lx) * Vector512.Create(pixels.Slice(i10, ChannelBlock)) + Vector512.Create(lx) * Vector512.Create(pixels.Slice(i11, ChannelBlock));
+            (Vector512.Create(1 - ly) * top + Vector512.Create(ly) * bottom).CopyTo(destination);
+            return;
+        }
+        for (int c = 0; c < destination.Length; c++)
+        {
+            float top = (1 - lx) * pixels[i00 + c] + lx * pixels[i01 + c];
+            float bottom = (1 - lx) * pixels[i10 + c] + lx * pixels[i11 + c];
+            destination[c] = (1 - ly) * top + ly * bottom;
+        }
+    }
+
+    /// <summary>Channels per work item of <see cref="StackPatchMajor"/>.</summary>
+    private const int ChannelBlock = 16;
 
     private static void AveragePool3x3(ReadOnlySpan<float> map, int h, int w, Span<float> pooled)
     {

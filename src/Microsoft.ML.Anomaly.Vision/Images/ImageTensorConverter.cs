@@ -161,8 +161,9 @@ internal static class ImageTensorConverter
             throw new InvalidDataException(decoded == SKCodecResult.IncompleteInput
                 ? $"Image file '{path}' is incomplete: it ends before the image data does (a truncated or partly written file)."
                 : $"Image file '{path}' could not be decoded: {decoded} (a corrupt file or an unsupported variant of the format).");
-        for (int i = 3; i < pixels.Length; i += 4)
-            pixels[i] = 255;
+        // Every alpha byte (the high byte of each little-endian RGBA word) set to 255.
+        var words = MemoryMarshal.Cast<byte, uint>(pixels.AsSpan());
+        TensorPrimitives.BitwiseOr(words, 0xFF000000u, words);
         return MLImage.CreateFromPixels(info.Width, info.Height, MLPixelFormat.Rgba32, pixels);
     }
 

@@ -155,12 +155,13 @@ public sealed class DescriptorTests
     {
         TorchRuntime.EnsureAvailable();
         using var scope = NewDisposeScope();
-        // A 5×7 grid (not square), a 3×4 layer resized onto it and a 17-channel layer (more than one 16-channel block), two images.
-        LayerShape[] layers = { new(17, 5, 7), new(3, 3, 4) };
+        // A 5×7 grid (not square) of a 17-channel layer and a 19-channel 3×4 layer resized onto it (each more than one
+        // 16-channel block: the resized one interpolates a whole block as a vector, and the rest channel by channel), two images.
+        LayerShape[] layers = { new(17, 5, 7), new(19, 3, 4) };
         var random = new Random(21);
         float[] Rand(int n) => Enumerable.Range(0, n).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
         float[][] maps = { Rand(2 * layers[0].Size), Rand(2 * layers[1].Size) };
-        const int outChannels = 6, inChannels = 17 + 3 + 2;
+        const int outChannels = 6, inChannels = 17 + 19 + 2;
         float[] weight = Rand(outChannels * inChannels), bias = Rand(outChannels);
 
         var stacked = new float[2 * 35 * inChannels];
