@@ -30,9 +30,9 @@ namespace Anomaly.Vision.Training;
 /// </para>
 /// <para>
 /// Most entries need not be scanned at all. For a large bank (<see cref="ProjectionRankFor"/>) every patch and entry
-/// also has a reduction to r + 1 = 33 values (<see cref="BankProjection"/>) whose squared distance is a lower bound
+/// also has a reduction to r + 1 = 17 values (<see cref="BankProjection"/>) whose squared distance is a lower bound
 /// on theirs; on CFA's features a patch's k nearest lie among a few dozen entries whose bound is small. Per tile of
-/// 6 patches the bound is computed for every entry (the same register-tile kernel over 33 channels instead of C);
+/// 6 patches the bound is computed for every entry (the same register-tile kernel over 17 channels instead of C);
 /// the exact values of the 16-entry groups holding each patch's k smallest bounds give τ, an upper limit on its
 /// k-th distance; then every group holding an entry whose bound, less a rounding slack, is not above τ is computed
 /// exactly, with the same per-entry arithmetic as the full scan, and merged in ascending entry order. An entry
@@ -131,7 +131,7 @@ internal sealed class MemoryBankScorer
     }
 
     /// <summary>Principal directions of the bound when the bank is large enough for it to pay off.</summary>
-    internal const int DefaultProjectionRank = 32;
+    internal const int DefaultProjectionRank = 16;
 
     /// <summary>
     /// <see cref="DefaultProjectionRank"/> where the bound's scan (r + 1 channels for every entry) costs a small part

@@ -139,6 +139,9 @@ public sealed class OnnxBackbone : IDisposable
     private static SessionOptions CreateOptions(int intraOpThreads)
     {
         var options = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL };
+        // ONNX Runtime's threads would otherwise spin after each run, taking the cores from the stages that follow it
+        // (the descriptor and the distances run on .NET's threads).
+        options.AddSessionConfigEntry("session.intra_op.allow_spinning", "0");
         if (intraOpThreads > 0)
             options.IntraOpNumThreads = intraOpThreads;
         return options;

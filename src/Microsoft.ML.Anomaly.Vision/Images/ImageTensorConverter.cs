@@ -86,8 +86,12 @@ internal static class ImageTensorConverter
 
         // Horizontal pass: input rows (all of them) × output columns, in [0, 1], written as planes. A pixel's four bytes
         // are filtered at once, one lane per byte; each lane adds in the order a channel on its own would.
+        // Every output column takes the same number of taps: weights past a column's own taps are zero, and the row has
+        // zero pixels past its end, so the extra terms add exactly nothing.
         float[] rows = new float[3 * inHeight * width];
-        var pixelRow = new Vector128<float>[inWidth];
+        int taps = horizontal.Taps;
+        ReadOnlySpan<float> allWeights = horizontal.Weights;
+        var pixelRow = new Vector128<float>[inWidth + taps];
         for (int y = 0; y < inHeight; y++)
         {
             ReadOnlySpan<byte> row = pixels.Slice(y * stride, 4 * inWidth);
@@ -98,11 +102,11 @@ internal static class ImageTensorConverter
             }
             for (int x = 0; x < width; x++)
             {
-                int start = horizontal.Starts[x];
-                ReadOnlySpan<float> weights = horizontal.WeightsOf(x);
+                ReadOnlySpan<Vector128<float>> source = pixelRow.AsSpan(horizontal.Starts[x], taps);
+                ReadOnlySpan<float> weights = allWeights.Slice(x * taps, taps);
                 Vector128<float> sum = Vector128<float>.Zero;
-                for (int k = 0; k < weights.Length; k++)
-                    sum += Vector128.Create(weights[k]) * pixelRow[start + k];
+                for (int k = 0; k < taps; k++)
+                    sum += Vector128.Create(weights[k]) * source[k];
                 sum *= 1f / 255f;
                 for (int c = 0; c < 3; c++)
                     rows[(c * inHeight + y) * width + x] = sum.GetElement(channelOffsets[c]);
@@ -184,6 +188,12 @@ internal static class ImageTensorConverter
         public int[] Starts { get; }
 
         public int[] Counts { get; }
+
+        /// <summary>Taps per output pixel, the most any pixel has.</summary>
+        public int Taps => _taps;
+
+        /// <summary>All weights, <see cref="Taps"/> per output pixel, zero past the pixel's <see cref="Counts"/>.</summary>
+        public ReadOnlySpan<float> Weights => _weights;
 
         public ReadOnlySpan<float> WeightsOf(int i) => _weights.AsSpan(i * _taps, Counts[i]);
 

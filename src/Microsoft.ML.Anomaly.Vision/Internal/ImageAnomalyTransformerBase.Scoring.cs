@@ -44,7 +44,7 @@ public abstract partial class ImageAnomalyTransformerBase
 
         protected int ImageSize { get; }
 
-        protected float[] Images { get; }
+        protected float[] Images { get; set; }
 
         public float[] Scores { get; }
 
@@ -90,7 +90,8 @@ public abstract partial class ImageAnomalyTransformerBase
 
     /// <summary>
     /// Batches for a cursor over a whole data view: a second cursor over the same source, holding only the
-    /// image column, runs ahead and reads the images of the next rows, which are scored together.
+    /// image column, runs ahead and reads the images of the next rows, which are scored together. While a batch is
+    /// scored, the next one's files are decoded in the background.
     /// Both cursors see the rows in the same order (no shuffling), so row positions identify rows.
     /// </summary>
     private sealed class LookaheadResults : RowResults, IDisposable
@@ -103,6 +104,10 @@ public abstract partial class ImageAnomalyTransformerBase
         private ImageColumnReader? _reader;
         private long _start = -1;
         private int _count;
+        private float[]? _nextImages;
+        private Task? _nextLoad;
+        private long _nextStart = -1;
+        private int _nextCount;
 
         public LookaheadResults(ImageAnomalyTransformerBase parent, DataViewRow row, IDataView source, DataViewSchema.Column imageColumn)
             : base(parent, parent.ScoringBatchSize)
@@ -126,6 +131,31 @@ public abstract partial class ImageAnomalyTransformerBase
                 _lookahead = _source.GetRowCursor([_imageColumn]);
                 _reader = new ImageColumnReader(_lookahead, _imageColumn);
             }
+
+            if (_nextLoad is not null)
+            {
+                bool wanted = position >= _nextStart && position < _nextStart + _nextCount;
+                var load = _nextLoad;
+                _nextLoad = null;
+                try
+                {
+                    load.GetAwaiter().GetResult();
+                }
+                catch when (!wanted)
+                {
+                    // A failure in rows the consumer passed over is not its concern.
+                }
+                if (wanted)
+                {
+                    (Images, _nextImages) = (_nextImages!, Images);
+                    _start = _nextStart;
+                    _count = _nextCount;
+                    LoadNext();
+                    Score(_count);
+                    return (int)(position - _start);
+                }
+            }
+
             // Skip rows the consumer passed without asking for their scores.
             while (_lookahead.Position < position - 1)
             {
@@ -136,25 +166,58 @@ public abstract partial class ImageAnomalyTransformerBase
                 throw OutOfStep(position);
 
             // Paths are read in row order; their files are decoded in parallel.
-            int count = 0;
             var loads = new List<Action>();
-            while (count < _capacity && _lookahead.MoveNext())
-            {
-                Parent.Host.CheckAlive();
-                if (_reader!.ReadDeferred(Images, count * ImageSize, Parent.InputHeight, Parent.InputWidth) is Action load)
-                    loads.Add(load);
-                count++;
-            }
+            int count = Read(Images, loads);
             if (count == 0)
                 throw OutOfStep(position);
             ImageColumnReader.RunInParallel(loads);
-            Score(count);
             _start = position;
             _count = count;
+            LoadNext();
+            Score(count);
             return 0;
         }
 
-        public void Dispose() => _lookahead?.Dispose();
+        /// <summary>Reads the next batch's rows into <paramref name="images"/> (paths: as loads to run); returns their number.</summary>
+        private int Read(float[] images, List<Action> loads)
+        {
+            int count = 0;
+            while (count < _capacity && _lookahead!.MoveNext())
+            {
+                Parent.Host.CheckAlive();
+                if (_reader!.ReadDeferred(images, count * ImageSize, Parent.InputHeight, Parent.InputWidth) is Action load)
+                    loads.Add(load);
+                count++;
+            }
+            return count;
+        }
+
+        /// <summary>Reads the rows after the current batch and starts decoding their files in the background.</summary>
+        private void LoadNext()
+        {
+            _nextImages ??= new float[Images.Length];
+            var loads = new List<Action>();
+            long start = _lookahead!.Position + 1;
+            int count = Read(_nextImages, loads);
+            if (count == 0)
+                return;
+            _nextStart = start;
+            _nextCount = count;
+            _nextLoad = Task.Run(() => ImageColumnReader.RunInParallel(loads));
+        }
+
+        public void Dispose()
+        {
+            try
+            {
+                _nextLoad?.Wait();
+            }
+            catch (AggregateException)
+            {
+                // Rows never asked for.
+            }
+            _lookahead?.Dispose();
+        }
 
         private static InvalidOperationException OutOfStep(long position) =>
             new($"The input data returned different rows to two cursors (at row {position}); image anomaly scoring needs data that can be read repeatedly in the same order.");

@@ -112,6 +112,37 @@ public sealed class ImageAnomalyTransformerPersistenceTests
         Assert.AreEqual(ExpectedScore(TestColours[4].R, TestColours[4].G, TestColours[4].B), read[1], 1e-4f);
     }
 
+    [TestMethod]
+    public void Transform_UsesTheBatchDecodedAheadAndIgnoresFailuresInRowsNeverRead()
+    {
+        var (mlContext, train, test, dir) = MakeData();
+        // Rows 0–4 as before, then a file that does not exist: its batch is decoded ahead but never asked for.
+        var rows = mlContext.Data.CreateEnumerable<ImagePathRow>(test, reuseRowObject: false)
+            .Append(new ImagePathRow { ImagePath = Path.Combine(dir, "missing.png") }).ToArray();
+        ToyTransformer model = new ToyEstimator(mlContext, new ToyOptions { InputColumnName = "ImagePath", ScoringBatchSize = 2 }).Fit(train);
+        IDataView scored = model.Transform(mlContext.Data.LoadFromEnumerable(rows));
+        using DataViewRowCursor cursor = scored.GetRowCursor([scored.Schema["Score"]]);
+        ValueGetter<float> score = cursor.GetGetter<float>(scored.Schema["Score"]);
+        var read = new Dictionary<long, float>();
+        while (cursor.MoveNext() && cursor.Position <= 3)
+        {
+            // Row 0 (batch 0–1, then 2–3 decoded ahead), and row 3 from the batch decoded ahead; rows 1 and 2 passed over.
+            if (cursor.Position is 0 or 3)
+            {
+                float value = 0;
+                score(ref value);
+                read[cursor.Position] = value;
+            }
+        }
+        CollectionAssert.AreEqual(new[] { 2, 2 }, model.Batches.ToArray());
+        Assert.AreEqual(ExpectedScore(TestColours[0].R, TestColours[0].G, TestColours[0].B), read[0], 1e-4f);
+        Assert.AreEqual(ExpectedScore(TestColours[3].R, TestColours[3].G, TestColours[3].B), read[3], 1e-4f);
+
+        // Reading on to the missing file fails there, naming it.
+        var all = Assert.ThrowsExactly<InvalidDataException>(() => scored.GetColumn<float>("Score").ToArray());
+        StringAssert.Contains(all.Message, "missing.png");
+    }
+
     private sealed class Prediction
     {
         public float Score { get; set; }
