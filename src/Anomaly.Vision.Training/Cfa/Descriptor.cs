@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -190,6 +191,7 @@ internal sealed class Descriptor : IDisposable
     /// <paramref name="destination"/>: ((1 − lx)·p00 + lx·p01)·(1 − ly) + ((1 − lx)·p10 + lx·p11)·ly per channel, in that
     /// order whether a whole block goes as one vector or channel by channel.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Interpolate(ReadOnlySpan<float> pixels, int i00, int i01, int i10, int i11, float lx, float ly, Span<float> destination)
     {
         if (destination.Length == ChannelBlock)
@@ -210,6 +212,7 @@ internal sealed class Descriptor : IDisposable
     /// <summary>Channels per work item of <see cref="StackPatchMajor"/>.</summary>
     private const int ChannelBlock = 16;
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void AveragePool3x3(ReadOnlySpan<float> map, int h, int w, Span<float> pooled)
     {
         // Separable: the sum of up to three rows, then of up to three neighbours in that sum; the zero padding

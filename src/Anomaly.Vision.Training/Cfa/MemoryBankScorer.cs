@@ -315,7 +315,7 @@ internal sealed class MemoryBankScorer
         public readonly float[] Tile;
 
         // The pruned scan's: the block's reductions, their squared norms and slack; one tile's bounds ([panels][6][W]),
-        // its exact groups ([M/16][6][16]), which groups are wanted and which computed; the candidates of one patch.
+        // its exact groups ([M/16][6][16]), which groups are wanted and which computed; the candidates of its patches.
         public readonly float[] PackedReductions = [];
         public readonly float[] ReducedNorms = [];
         public readonly float[] Slack = [];
@@ -336,8 +336,8 @@ internal sealed class MemoryBankScorer
             BestEntries = new int[BlockPatches * k];
             FeatureNorms = new float[BlockPatches];
             Tile = GC.AllocateUninitializedArray<float>(GroupsPerBlock * Rows * width + 16, pinned: true);
-            Candidates = new float[k];
-            CandidateEntries = new int[k];
+            Candidates = new float[Rows * k];
+            CandidateEntries = new int[Rows * k];
             if (projection is null)
                 return;
             int entryGroups = panels * width / GroupWidth;
@@ -439,6 +439,8 @@ internal sealed class MemoryBankScorer
         int groups = (count + Rows - 1) / Rows;
         int panelFloats = channels * _width;
         Span<float> lanes = stackalloc float[Vector256<float>.Count];
+        Span<Vector256<float>> minima = stackalloc Vector256<float>[Rows];
+        Span<float> starts = stackalloc float[Rows];
 
         fixed (float* packedFeatures = scratch.PackedFeatures)
         fixed (float* best = scratch.Best)
@@ -490,8 +492,10 @@ internal sealed class MemoryBankScorer
                 int rows = Math.Min(Rows, count - g * Rows);
                 float* a = packedFeatures + g * channels * Rows;
 
-                // The bounds, |R(b)|² − slack_b − 2 R(f)·R(b), of every entry: [panel][row][W].
+                // The bounds, |R(b)|² − slack_b − 2 R(f)·R(b), of every entry: [panel][row][W]; and per row, the minima
+                // of the 8 lanes, taken while the panel's tile is in the inner cache.
                 float* reduced = packedReductions + g * dims * Rows;
+                minima.Fill(Vector256.Create(float.PositiveInfinity));
                 for (int panel = 0; panel < _panels; panel++)
                 {
                     float* tile = bounds + panel * Rows * _width;
@@ -499,36 +503,43 @@ internal sealed class MemoryBankScorer
                         Kernel512(reduced, reducedBank + panel * dims * _width, dims, reducedBankNorms + panel * _width, tile, first: true, last: true);
                     else
                         Kernel256(reduced, reducedBank + panel * dims * _width, dims, reducedBankNorms + panel * _width, tile, first: true, last: true);
+                    for (int r = 0; r < rows; r++)
+                    {
+                        var least = minima[r];
+                        for (int j = 0; j < _width; j += Vector256<float>.Count)
+                            least = Vector256.Min(least, Vector256.LoadAligned(tile + r * _width + j));
+                        minima[r] = least;
+                    }
                 }
 
                 // Each row's k entries of smallest bound: their groups are computed first, and give τ. The minima of the
-                // 8 lanes over the row are 8 entries' bounds, so for k ≤ 8 the k-th smallest of them is at least the row's
-                // k-th smallest bound: starting from it, the search inserts few entries.
+                // 8 lanes are 8 entries' bounds, so for k ≤ 8 the k-th smallest of them is at least the row's k-th
+                // smallest bound, and a search that starts from it inserts few entries.
                 for (int r = 0; r < rows; r++)
                 {
                     float start = float.PositiveInfinity;
                     if (k <= Vector256<float>.Count)
                     {
-                        var minima = Vector256.Create(float.PositiveInfinity);
-                        for (int panel = 0; panel < _panels; panel++)
-                        {
-                            float* row = bounds + (panel * Rows + r) * _width;
-                            for (int j = 0; j < _width; j += Vector256<float>.Count)
-                                minima = Vector256.Min(minima, Vector256.LoadAligned(row + j));
-                        }
-                        minima.CopyTo(lanes);
+                        minima[r].CopyTo(lanes);
                         lanes.Sort();
                         start = MathF.BitIncrement(lanes[k - 1]);
                     }
-                    new Span<float>(candidates, k).Fill(start);
-                    for (int panel = 0; panel < _panels; panel++)
+                    starts[r] = start;
+                    new Span<float>(candidates + r * k, k).Fill(start);
+                }
+                for (int panel = 0; panel < _panels; panel++)
+                {
+                    for (int r = 0; r < rows; r++)
                     {
                         float* row = bounds + (panel * Rows + r) * _width;
                         for (int j = 0; j < _width; j += GroupWidth)
-                            Merge16(row + j, candidates, candidateEntries, k, panel * _width + j);
+                            Merge16(row + j, candidates + r * k, candidateEntries + r * k, k, panel * _width + j);
                     }
-                    for (int i = 0; i < k && candidates[i] < start; i++)
-                        Mark(wanted, candidateEntries[i] / GroupWidth);
+                }
+                for (int r = 0; r < rows; r++)
+                {
+                    for (int i = 0; i < k && candidates[r * k + i] < starts[r]; i++)
+                        Mark(wanted, candidateEntries[r * k + i] / GroupWidth);
                 }
                 ComputeWantedGroups(a, bank, bankNorms, exact, wanted, computed, panelFloats);
 
@@ -670,6 +681,7 @@ internal sealed class MemoryBankScorer
     }
 
     /// <summary>Packs <paramref name="count"/> patch rows as <c>[groups][C][Rows]</c> (zero rows pad the last group) and computes their squared norms.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static unsafe void PackFeatures(float* features, int count, int groups, int channels, float* packed, float* norms)
     {
         for (int g = 0; g < groups; g++)

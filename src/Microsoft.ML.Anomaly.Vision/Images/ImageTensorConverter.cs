@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Numerics.Tensors;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
@@ -38,6 +39,7 @@ internal static class ImageTensorConverter
     /// <param name="height">Output height in pixels (positive).</param>
     /// <param name="width">Output width in pixels (positive).</param>
     /// <param name="destination">At least 3 × height × width floats.</param>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void ToNormalizedChw(MLImage image, int height, int width, Span<float> destination)
     {
         ArgumentNullException.ThrowIfNull(image);

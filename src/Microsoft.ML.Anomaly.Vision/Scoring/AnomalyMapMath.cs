@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 namespace Microsoft.ML.Anomaly.Vision;
 
 /// <summary>Per-patch scoring and map resampling used to turn nearest-neighbour distances into anomaly maps.</summary>
@@ -15,6 +16,7 @@ internal static class AnomalyMapMath
     /// <param name="patches">Number of patches.</param>
     /// <param name="k">Number of distances per patch (≥ 1).</param>
     /// <param name="scores">Receives one score per patch.</param>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void SoftminNearest(ReadOnlySpan<float> squaredDistances, int patches, int k, Span<float> scores)
     {
         if (patches < 0)
@@ -53,6 +55,7 @@ internal static class AnomalyMapMath
     /// <param name="outH">Destination height.</param>
     /// <param name="outW">Destination width.</param>
     /// <param name="alignCorners">torch's <c>align_corners</c>.</param>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void BilinearResize(ReadOnlySpan<float> src, int h, int w, Span<float> dst, int outH, int outW, bool alignCorners)
     {
         if (h <= 0)

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Numerics;
 
 namespace Microsoft.ML.Anomaly.Vision;
@@ -50,6 +51,7 @@ internal sealed class GaussianBlur
     /// <param name="h">Height.</param>
     /// <param name="w">Width.</param>
     /// <param name="dst">Receives the blurred h×w map.</param>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Apply(ReadOnlySpan<float> src, int h, int w, Span<float> dst)
     {
         if (h <= 0)
