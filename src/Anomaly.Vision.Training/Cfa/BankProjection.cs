@@ -130,17 +130,10 @@ internal sealed class BankProjection
         return kept;
     }
 
-    /// <summary>Writes R(x) (<see cref="Dimensions"/> values) and returns |x − μ|², both from fp64 arithmetic.</summary>
-    /// <param name="x">A vector of <see cref="Channels"/> values.</param>
-    /// <param name="reduced">Receives the r coordinates, then the residual length.</param>
-    public double Reduce(ReadOnlySpan<float> x, Span<float> reduced)
-    {
-        Span<double> norm = stackalloc double[1];
-        Reduce(x, 1, reduced, norm);
-        return norm[0];
-    }
-
-    /// <summary>Reduces <paramref name="count"/> vectors (row-major) into rows of <see cref="Dimensions"/> values, with their |x − μ|².</summary>
+    /// <summary>
+    /// Writes R(x) for <paramref name="count"/> vectors (row-major, <see cref="Channels"/> values each) as rows of
+    /// <see cref="Dimensions"/> values (r coordinates, then the residual length), and their |x − μ|², from fp64 arithmetic.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public unsafe void Reduce(ReadOnlySpan<float> x, int count, Span<float> reduced, Span<double> centredNorms)
     {

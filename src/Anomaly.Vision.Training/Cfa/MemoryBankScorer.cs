@@ -92,7 +92,8 @@ internal sealed class MemoryBankScorer
         /// </summary>
         public readonly double SlackScale;
 
-        public Bound(BankProjection projection, float[] bank, int bankSize, int channels, int width, int panels)
+        /// <summary>Reduces and packs the bank; <paramref name="bankNorms"/> are the entries' squared norms (the full scan's).</summary>
+        public Bound(BankProjection projection, float[] bank, ReadOnlySpan<float> bankNorms, int bankSize, int channels, int width, int panels)
         {
             Projection = projection;
             int dims = projection.Dimensions;
@@ -103,17 +104,16 @@ internal sealed class MemoryBankScorer
             NormsOffset = AlignmentOffset(Norms);
             var norms = Norms.AsSpan(NormsOffset, panels * width);
             norms.Fill(float.PositiveInfinity);
-            var reduced = new float[dims];
+            var reductions = new float[bankSize * dims];
+            var centredNorms = new double[bankSize];
+            projection.Reduce(bank, bankSize, reductions, centredNorms);
             for (int m = 0; m < bankSize; m++)
             {
-                var entry = bank.AsSpan(m * channels, channels);
-                double centredNorm = projection.Reduce(entry, reduced);
-                double reducedNorm = 0, norm = 0;
+                var reduced = reductions.AsSpan(m * dims, dims);
+                double reducedNorm = 0;
                 foreach (float v in reduced)
                     reducedNorm += (double)v * v;
-                foreach (float v in entry)
-                    norm += (double)v * v;
-                norms[m] = (float)(reducedNorm - SlackScale * (norm + centredNorm));
+                norms[m] = (float)(reducedNorm - SlackScale * (bankNorms[m] + centredNorms[m]));
                 int panel = m / width, lane = m % width;
                 for (int j = 0; j < dims; j++)
                     Packed[PackedOffset + (panel * dims + j) * width + lane] = reduced[j];
@@ -182,7 +182,8 @@ internal sealed class MemoryBankScorer
 
         ArgumentOutOfRangeException.ThrowIfNegative(projectionRank);
         if (projectionRank > 0 && bank.All(float.IsFinite))
-            _bound = new Bound(BankProjection.Fit(bank, bankSize, channels, Math.Min(projectionRank, channels)), bank, bankSize, channels, _width, _panels);
+            _bound = new Bound(BankProjection.Fit(bank, bankSize, channels, Math.Min(projectionRank, channels)), bank,
+                _norms.AsSpan(_normsOffset, bankSize), bankSize, channels, _width, _panels);
     }
 
     /// <summary>Writes the bank as panels <c>[M/W][C][W]</c> (zero padding) and the squared norms (+∞ for padding).</summary>

@@ -148,10 +148,7 @@ public abstract partial class ImageAnomalyTransformerBase
                 if (wanted)
                 {
                     (Images, _nextImages) = (_nextImages!, Images);
-                    _start = _nextStart;
-                    _count = _nextCount;
-                    LoadNext();
-                    Score(_count);
+                    ScoreBatch(_nextStart, _nextCount);
                     return (int)(position - _start);
                 }
             }
@@ -171,11 +168,17 @@ public abstract partial class ImageAnomalyTransformerBase
             if (count == 0)
                 throw OutOfStep(position);
             ImageColumnReader.RunInParallel(loads);
-            _start = position;
+            ScoreBatch(position, count);
+            return 0;
+        }
+
+        /// <summary>Scores the batch in <see cref="RowResults.Images"/>, rows from <paramref name="start"/>, once the next batch is on its way.</summary>
+        private void ScoreBatch(long start, int count)
+        {
+            _start = start;
             _count = count;
             LoadNext();
             Score(count);
-            return 0;
         }
 
         /// <summary>Reads the next batch's rows into <paramref name="images"/> (paths: as loads to run); returns their number.</summary>

@@ -183,8 +183,10 @@ public sealed class MemoryBankScorerTests
         for (int trial = 0; trial < 200; trial++)
         {
             float[] x = RandomValues(rng, channels), y = trial % 2 == 0 ? RandomValues(rng, channels) : bank.AsSpan((trial % bankSize) * channels, channels).ToArray();
-            double xNorm = projection.Reduce(x, rx);
-            projection.Reduce(y, ry);
+            var norms = new double[1];
+            projection.Reduce(x, 1, rx, norms);
+            double xNorm = norms[0];
+            projection.Reduce(y, 1, ry, norms);
             double distance = x.Zip(y, (a, b) => (double)(a - b) * (a - b)).Sum();
             double bound = rx.Zip(ry, (a, b) => (double)(a - b) * (a - b)).Sum();
             Assert.IsLessThanOrEqualTo(distance * (1 + 1e-6) + 1e-9, bound, $"trial {trial}");
