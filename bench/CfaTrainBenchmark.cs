@@ -241,7 +241,7 @@ internal static class CfaTrainBenchmark
     {
         var stages = new (string Name, double Seconds)[]
         {
-            ("decode", 0), ("resize+normalise", 0), ("backbone", 0), ("descriptor input", 0), ("descriptor GEMM", 0), ("distances", 0), ("map", 0), ("blur", 0),
+            ("decode", 0), ("resize+normalise", 0), ("backbone", 0), ("descriptor pooling", 0), ("descriptor products", 0), ("distances", 0), ("map", 0), ("blur", 0),
         };
         double everyEntrySeconds = 0, exactFraction = 0;
         var clock = new Stopwatch();
@@ -292,11 +292,10 @@ internal static class CfaTrainBenchmark
                         scorer.UsesVector512, MemoryBankScorer.DefaultDepthBlock, projectionRank: 0);
                 }
                 // The descriptor as CfaModel.Describe runs it, its two parts timed apart.
-                int inChannels = cfa.InputChannels + 2, outChannels = cfa.DescriptorChannels;
-                var features = new float[n * grid * outChannels];
-                var stacked = new float[n * grid * inChannels];
-                Time(3, () => Descriptor.StackPatchMajor(shapes, maps, n, stacked));
-                Time(4, () => PackedGemm.Multiply(n * grid, outChannels, inChannels, stacked, inChannels, 1, cfa.DescriptorWeight, 1, inChannels, features, accumulate: false));
+                var features = new float[n * grid * cfa.DescriptorChannels];
+                var descriptor = new PatchMajorDescriptor(shapes, cfa.DescriptorChannels);
+                Time(3, () => descriptor.Pool(maps, n));
+                Time(4, () => descriptor.Combine(n, cfa.DescriptorWeight, cfa.DescriptorBias, features));
                 for (int i = 0; i < n; i++)
                 {
                     var distances = new float[grid * cfa.NumNearestNeighbors];

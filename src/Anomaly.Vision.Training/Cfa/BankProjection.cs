@@ -21,7 +21,7 @@ internal sealed class BankProjection
 {
     private const int SubspaceIterations = 4;
     private const int VectorsPerTile = 6;
-    private const int ColumnsPerTile = 32;
+    private const int ColumnsPerTile = 16;
     private const int Seed = 20240601;
 
     private readonly double[] _mean;             // [C]
@@ -139,13 +139,17 @@ internal sealed class BankProjection
     {
         if (x.Length < (long)count * Channels || reduced.Length < (long)count * Dimensions || centredNorms.Length < count)
             throw new ArgumentException($"Expected {count} × {Channels} values in and room for {count} × {Dimensions} and {count} out.");
-        // Vᵀx − Vᵀμ by register tiles of 6 vectors × 32 columns (the basis streams from L2 once per tile, not per vector).
+        // Vᵀx − Vᵀμ by register tiles of 6 vectors × 16 columns (the basis streams from L1 once per tile, not per vector).
         Span<double> coordinates = stackalloc double[VectorsPerTile * ColumnsPerTile];
         Span<double> captured = stackalloc double[VectorsPerTile];   // |Vᵀ(x − μ)|² from the fp64 coordinates
+        // The tile's vectors widened to fp64 first, with vector conversions: a scalar conversion per use would merge into
+        // the register the previous one broadcast from, and chain every step of the loop behind it.
+        var widened = GC.AllocateUninitializedArray<double>(VectorsPerTile * Channels, pinned: true);
         const int Lanes = 8;
         fixed (float* input = x)
         fixed (double* basis = _basisByChannel)
         fixed (double* output = coordinates)
+        fixed (double* wide = widened)
         {
             for (int first = 0; first < count; first += VectorsPerTile)
             {
@@ -155,44 +159,43 @@ internal sealed class BankProjection
                 float* r1 = vectors > 1 ? r0 + Channels : r0, r2 = vectors > 2 ? r0 + 2 * Channels : r0;
                 float* r3 = vectors > 3 ? r0 + 3 * Channels : r0, r4 = vectors > 4 ? r0 + 4 * Channels : r0;
                 float* r5 = vectors > 5 ? r0 + 5 * Channels : r0;
+                Widen(r0, wide, Channels);
+                Widen(r1, wide + Channels, Channels);
+                Widen(r2, wide + 2 * Channels, Channels);
+                Widen(r3, wide + 3 * Channels, Channels);
+                Widen(r4, wide + 4 * Channels, Channels);
+                Widen(r5, wide + 5 * Channels, Channels);
+                double* w0 = wide, w1 = wide + Channels, w2 = wide + 2 * Channels;
+                double* w3 = wide + 3 * Channels, w4 = wide + 4 * Channels, w5 = wide + 5 * Channels;
                 for (int j0 = 0; j0 < _columns; j0 += ColumnsPerTile)
                 {
-                    Vector512<double> a00 = default, a01 = default, a02 = default, a03 = default, a10 = default, a11 = default, a12 = default, a13 = default;
-                    Vector512<double> a20 = default, a21 = default, a22 = default, a23 = default, a30 = default, a31 = default, a32 = default, a33 = default;
-                    Vector512<double> a40 = default, a41 = default, a42 = default, a43 = default, a50 = default, a51 = default, a52 = default, a53 = default;
+                    Vector512<double> a00 = default, a01 = default, a10 = default, a11 = default, a20 = default, a21 = default;
+                    Vector512<double> a30 = default, a31 = default, a40 = default, a41 = default, a50 = default, a51 = default;
                     double* column = basis + j0;
                     for (int c = 0; c < Channels; c++, column += _columns)
                     {
                         var b0 = Vector512.Load(column);
                         var b1 = Vector512.Load(column + Lanes);
-                        var b2 = Vector512.Load(column + 2 * Lanes);
-                        var b3 = Vector512.Load(column + 3 * Lanes);
-                        var v = Vector512.Create((double)r0[c]);
+                        var v = Vector512.Create(w0[c]);
                         a00 = Vector512.FusedMultiplyAdd(v, b0, a00); a01 = Vector512.FusedMultiplyAdd(v, b1, a01);
-                        a02 = Vector512.FusedMultiplyAdd(v, b2, a02); a03 = Vector512.FusedMultiplyAdd(v, b3, a03);
-                        v = Vector512.Create((double)r1[c]);
+                        v = Vector512.Create(w1[c]);
                         a10 = Vector512.FusedMultiplyAdd(v, b0, a10); a11 = Vector512.FusedMultiplyAdd(v, b1, a11);
-                        a12 = Vector512.FusedMultiplyAdd(v, b2, a12); a13 = Vector512.FusedMultiplyAdd(v, b3, a13);
-                        v = Vector512.Create((double)r2[c]);
+                        v = Vector512.Create(w2[c]);
                         a20 = Vector512.FusedMultiplyAdd(v, b0, a20); a21 = Vector512.FusedMultiplyAdd(v, b1, a21);
-                        a22 = Vector512.FusedMultiplyAdd(v, b2, a22); a23 = Vector512.FusedMultiplyAdd(v, b3, a23);
-                        v = Vector512.Create((double)r3[c]);
+                        v = Vector512.Create(w3[c]);
                         a30 = Vector512.FusedMultiplyAdd(v, b0, a30); a31 = Vector512.FusedMultiplyAdd(v, b1, a31);
-                        a32 = Vector512.FusedMultiplyAdd(v, b2, a32); a33 = Vector512.FusedMultiplyAdd(v, b3, a33);
-                        v = Vector512.Create((double)r4[c]);
+                        v = Vector512.Create(w4[c]);
                         a40 = Vector512.FusedMultiplyAdd(v, b0, a40); a41 = Vector512.FusedMultiplyAdd(v, b1, a41);
-                        a42 = Vector512.FusedMultiplyAdd(v, b2, a42); a43 = Vector512.FusedMultiplyAdd(v, b3, a43);
-                        v = Vector512.Create((double)r5[c]);
+                        v = Vector512.Create(w5[c]);
                         a50 = Vector512.FusedMultiplyAdd(v, b0, a50); a51 = Vector512.FusedMultiplyAdd(v, b1, a51);
-                        a52 = Vector512.FusedMultiplyAdd(v, b2, a52); a53 = Vector512.FusedMultiplyAdd(v, b3, a53);
                     }
                     double* o = output;
-                    a00.Store(o); a01.Store(o + 8); a02.Store(o + 16); a03.Store(o + 24); o += ColumnsPerTile;
-                    a10.Store(o); a11.Store(o + 8); a12.Store(o + 16); a13.Store(o + 24); o += ColumnsPerTile;
-                    a20.Store(o); a21.Store(o + 8); a22.Store(o + 16); a23.Store(o + 24); o += ColumnsPerTile;
-                    a30.Store(o); a31.Store(o + 8); a32.Store(o + 16); a33.Store(o + 24); o += ColumnsPerTile;
-                    a40.Store(o); a41.Store(o + 8); a42.Store(o + 16); a43.Store(o + 24); o += ColumnsPerTile;
-                    a50.Store(o); a51.Store(o + 8); a52.Store(o + 16); a53.Store(o + 24);
+                    a00.Store(o); a01.Store(o + 8); o += ColumnsPerTile;
+                    a10.Store(o); a11.Store(o + 8); o += ColumnsPerTile;
+                    a20.Store(o); a21.Store(o + 8); o += ColumnsPerTile;
+                    a30.Store(o); a31.Store(o + 8); o += ColumnsPerTile;
+                    a40.Store(o); a41.Store(o + 8); o += ColumnsPerTile;
+                    a50.Store(o); a51.Store(o + 8);
                     for (int i = 0; i < vectors; i++)
                     {
                         for (int j = j0; j < Math.Min(Rank, j0 + ColumnsPerTile); j++)
@@ -213,6 +216,20 @@ internal sealed class BankProjection
                 }
             }
         }
+    }
+
+    /// <summary>Writes <paramref name="count"/> floats as doubles.</summary>
+    private static unsafe void Widen(float* source, double* destination, int count)
+    {
+        int c = 0;
+        for (; c <= count - Vector256<float>.Count; c += Vector256<float>.Count)
+        {
+            var values = Vector256.Load(source + c);
+            Vector256.WidenLower(values).Store(destination + c);
+            Vector256.WidenUpper(values).Store(destination + c + 4);
+        }
+        for (; c < count; c++)
+            destination[c] = source[c];
     }
 
     /// <summary>|x − μ|² in fp64.</summary>

@@ -1,6 +1,5 @@
 using TorchSharp;
 using static TorchSharp.torch;
-using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
 
 namespace Anomaly.Vision.Training;
 
@@ -12,15 +11,16 @@ namespace Anomaly.Vision.Training;
 /// and the 1×1 convolution's gradients are ∂L/∂W = Gᵀ·X and ∂L/∂b = Σ_p G_p for its input X and G = ∂L/∂f.
 /// </summary>
 /// <remarks>
-/// Per chunk of images: X and F = X·Wᵀ + b (<see cref="Descriptor.ForwardPatchMajor"/>), the k nearest entries and
-/// their fp32 distances (<see cref="MemoryBankScorer"/>, one pass over the bank, no distance matrix), the loss and
-/// ∂L/∂d through LibTorch on the small [images, patches, k] tensor, G, then Gᵀ·X added to the step's weight gradient
-/// (<see cref="PackedGemm"/>). <see cref="ApplyGradients"/> hands the step's gradients to the parameters for the
-/// optimiser. Buffers are kept between chunks: fresh arrays of these sizes would be zeroed on every chunk.
+/// Per chunk of images: the features F (<see cref="PatchMajorDescriptor"/>), the k nearest entries and their fp32
+/// distances (<see cref="MemoryBankScorer"/>, no distance matrix), the loss and ∂L/∂d through LibTorch on the small
+/// [images, patches, k] tensor, G, then the descriptor's gradients added to the step's
+/// (<see cref="PatchMajorDescriptor.AddGradients"/>). <see cref="ApplyGradients"/> hands the step's gradients to the
+/// parameters for the optimiser. Buffers are kept between chunks: fresh arrays of these sizes would be zeroed on every chunk.
 /// </remarks>
 internal sealed class CfaCpuStep
 {
     private readonly Descriptor _descriptor;
+    private readonly PatchMajorDescriptor _patchMajor;
     private readonly MemoryBankScorer? _scorer;
     private readonly float[]? _bank;
     private readonly int _nearestNeighbors;
@@ -33,7 +33,6 @@ internal sealed class CfaCpuStep
     private readonly float[] _biasGradient;
     private float[] _weight = [];
     private float[] _bias = [];
-    private float[] _stacked = [];
     private float[] _features = [];
     private float[] _featureGradient = [];
     private float[] _distances = [];
@@ -49,6 +48,7 @@ internal sealed class CfaCpuStep
         _bank = bank;
         _out = descriptor.OutChannels;
         _in = descriptor.InChannels + 2;
+        _patchMajor = new PatchMajorDescriptor(descriptor.Layers, _out);
         _scorer = bank is null ? null : new MemoryBankScorer(bank, bankSize, _out, System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated,
             MemoryBankScorer.DefaultDepthBlock, projectionRank);
         _nearestNeighbors = options.NumNearestNeighbors;
@@ -74,13 +74,12 @@ internal sealed class CfaCpuStep
         int rows = checked((int)maps[0].shape[0] * _descriptor.GridHeight * _descriptor.GridWidth);
         if (_features.Length < rows * _out)
         {
-            _stacked = GC.AllocateUninitializedArray<float>(rows * _in);
             _features = GC.AllocateUninitializedArray<float>(rows * _out);
             _featureGradient = GC.AllocateUninitializedArray<float>(rows * _out);
             _distances = new float[rows * _k];
             _entries = new int[rows * _k];
         }
-        Descriptor.ForwardPatchMajor(_descriptor.Layers, maps.Select(CfaTensors.ToArray).ToArray(), (int)maps[0].shape[0], _weight, _bias, _stacked, _features);
+        _patchMajor.Forward(maps.Select(CfaTensors.ToArray).ToArray(), (int)maps[0].shape[0], _weight, _bias, _features);
         return _features.AsSpan(0, rows * _out);
     }
 
@@ -108,10 +107,7 @@ internal sealed class CfaCpuStep
 
         var gradient = _featureGradient.AsSpan(0, rows * _out);
         MemoryBank.FeatureGradient(features, distanceGradient, _entries.AsSpan(0, rows * _k), _bank, _out, _k, gradient);
-        // ∂L/∂W += Gᵀ·X: A = Gᵀ [Out × rows] read from G [rows × Out], B = X [rows × In].
-        PackedGemm.Multiply(_out, _in, rows, gradient, 1, _out, _stacked, _in, 1, _weightGradient, accumulate: true);
-        for (int r = 0; r < rows; r++)
-            TensorPrimitives.Add(_biasGradient, gradient.Slice(r * _out, _out), _biasGradient);
+        _patchMajor.AddGradients(images, gradient, _weightGradient, _biasGradient);
         return loss;
     }
 

@@ -95,8 +95,7 @@ public sealed class CfaModel
         if (destination.Length < outputs)
             throw new ArgumentException($"The destination holds {destination.Length} values, {outputs} are needed.", nameof(destination));
 
-        var stacked = GC.AllocateUninitializedArray<float>(batch * GridHeight * GridWidth * (InputChannels + 2));
-        Descriptor.ForwardPatchMajor(_layers, layerMaps, batch, _weight, _bias, stacked, destination[..(int)outputs]);
+        new PatchMajorDescriptor(_layers, DescriptorChannels).Forward(layerMaps, batch, _weight, _bias, destination[..(int)outputs]);
     }
 
     /// <summary>Writes the model (see the binary format in the source).</summary>

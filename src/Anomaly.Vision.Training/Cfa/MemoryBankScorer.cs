@@ -35,7 +35,8 @@ namespace Anomaly.Vision.Training;
 /// 6 patches the bound is computed for every entry (the same register-tile kernel over 17 channels instead of C);
 /// the exact values of the 16-entry groups holding each patch's k smallest bounds give τ, an upper limit on its
 /// k-th distance; then every group holding an entry whose bound, less a rounding slack, is not above τ is computed
-/// exactly, with the same per-entry arithmetic as the full scan, and merged in ascending entry order. An entry
+/// exactly, with the same per-entry arithmetic as the full scan (the bank is then packed in panels of 16, so that a
+/// group is one contiguous block rather than a cache line per channel), and merged in ascending entry order. An entry
 /// skipped is certainly farther than the k kept, so the results are the full scan's bit for bit (tests compare
 /// them); a patch far from the whole bank (an anomaly) merely has more groups computed.
 /// </para>
@@ -62,12 +63,13 @@ internal sealed class MemoryBankScorer
 
     private readonly int _depthBlock;
 
-    private readonly float[] _packed;     // pinned: [panels][channels][_width], starting at _packedOffset (64-byte aligned)
+    private readonly float[] _packed;     // pinned: [M/_packedWidth][channels][_packedWidth], starting at _packedOffset (64-byte aligned)
     private readonly int _packedOffset;
     private readonly float[] _norms;      // pinned: [panels * _width], +∞ for padding, starting at _normsOffset
     private readonly int _normsOffset;
-    private readonly int _width;
+    private readonly int _width;          // entries per panel of the full scan and of the bound
     private readonly int _panels;
+    private readonly int _packedWidth;    // entries per panel of _packed: _width, or GroupWidth with the bound
     private readonly Bound? _bound;
 
     /// <summary>Entries per exactly computed group in the pruned scan: a 512-bit vector, or a 256-bit panel.</summary>
@@ -173,15 +175,19 @@ internal sealed class MemoryBankScorer
         if (packedLength > Array.MaxLength - 16)
             throw new ArgumentException("The memory bank is too large to pack.", nameof(bank));
 
+        ArgumentOutOfRangeException.ThrowIfNegative(projectionRank);
+        bool bounded = projectionRank > 0 && bank.All(float.IsFinite);
+        // With the bound, entries are read one 16-entry group at a time: a group packed on its own is one contiguous
+        // block, where a group of a wider panel would take a cache line per channel.
+        _packedWidth = bounded ? GroupWidth : _width;
         _packed = GC.AllocateArray<float>((int)packedLength + 16, pinned: true);
         _packedOffset = AlignmentOffset(_packed);
         _norms = GC.AllocateArray<float>(_panels * _width + 16, pinned: true);
         _normsOffset = AlignmentOffset(_norms);
 
-        PackBank(bank, bankSize, channels, _width, _packed.AsSpan(_packedOffset, (int)packedLength), _norms.AsSpan(_normsOffset, _panels * _width));
+        PackBank(bank, bankSize, channels, _packedWidth, _packed.AsSpan(_packedOffset, (int)packedLength), _norms.AsSpan(_normsOffset, _panels * _width));
 
-        ArgumentOutOfRangeException.ThrowIfNegative(projectionRank);
-        if (projectionRank > 0 && bank.All(float.IsFinite))
+        if (bounded)
             _bound = new Bound(BankProjection.Fit(bank, bankSize, channels, Math.Min(projectionRank, channels)), bank,
                 _norms.AsSpan(_normsOffset, bankSize), bankSize, channels, _width, _panels);
     }
@@ -192,13 +198,7 @@ internal sealed class MemoryBankScorer
     {
         norms.Fill(float.PositiveInfinity);
         for (int m = 0; m < bankSize; m++)
-        {
-            ReadOnlySpan<float> entry = bank.AsSpan(m * channels, channels);
-            double norm = 0;
-            foreach (float v in entry)
-                norm += (double)v * v;
-            norms[m] = (float)norm;
-        }
+            norms[m] = SquaredNorm(bank.AsSpan(m * channels, channels));
 
         for (int panel0 = 0; panel0 < bankSize; panel0 += width)
         {
@@ -438,7 +438,6 @@ internal sealed class MemoryBankScorer
         int channels = Channels;
         int dims = bound.Projection.Dimensions;
         int groups = (count + Rows - 1) / Rows;
-        int panelFloats = channels * _width;
         Span<float> lanes = stackalloc float[Vector256<float>.Count];
         Span<Vector256<float>> minima = stackalloc Vector256<float>[Rows];
         Span<float> starts = stackalloc float[Rows];
@@ -533,8 +532,17 @@ internal sealed class MemoryBankScorer
                     for (int r = 0; r < rows; r++)
                     {
                         float* row = bounds + (panel * Rows + r) * _width;
-                        for (int j = 0; j < _width; j += GroupWidth)
-                            Merge16(row + j, candidates + r * k, candidateEntries + r * k, k, panel * _width + j);
+                        if (UsesVector512)
+                        {
+                            // One test for the panel's 64 entries; the lanes below the row's current k-th are inserted in order.
+                            ulong below = LanesBelow512(row, candidates[r * k + k - 1]);
+                            if (below != 0)
+                                InsertLanes(row, below, candidates + r * k, candidateEntries + r * k, k, panel * _width);
+                        }
+                        else
+                        {
+                            Merge16(row, candidates + r * k, candidateEntries + r * k, k, panel * _width);
+                        }
                     }
                 }
                 for (int r = 0; r < rows; r++)
@@ -542,7 +550,7 @@ internal sealed class MemoryBankScorer
                     for (int i = 0; i < k && candidates[r * k + i] < starts[r]; i++)
                         Mark(wanted, candidateEntries[r * k + i] / GroupWidth);
                 }
-                ComputeWantedGroups(a, bank, bankNorms, exact, wanted, computed, panelFloats);
+                ComputeWantedGroups(a, bank, bankNorms, exact, wanted, computed);
 
                 for (int r = 0; r < rows; r++)
                 {
@@ -566,6 +574,18 @@ internal sealed class MemoryBankScorer
                     for (int r = 0; r < rows; r++)
                     {
                         float* row = bounds + (panel * Rows + r) * _width;
+                        if (UsesVector512)
+                        {
+                            // The panel's 4 groups at once: a group is wanted unless all 16 of its bounds are above.
+                            ulong notAbove = ~LanesAbove512(row, thresholds[r]);
+                            uint groupsWanted = (notAbove & 0xFFFF) != 0 ? 1u : 0u;
+                            groupsWanted |= (notAbove & 0xFFFF_0000) != 0 ? 2u : 0u;
+                            groupsWanted |= (notAbove & 0xFFFF_0000_0000) != 0 ? 4u : 0u;
+                            groupsWanted |= (notAbove & 0xFFFF_0000_0000_0000) != 0 ? 8u : 0u;
+                            int firstGroup = panel * _width / GroupWidth;
+                            wanted[firstGroup >> 6] |= (ulong)groupsWanted << (firstGroup & 63);
+                            continue;
+                        }
                         var threshold = Vector256.Create(thresholds[r]);
                         for (int j = 0; j < _width; j += GroupWidth)
                         {
@@ -576,7 +596,7 @@ internal sealed class MemoryBankScorer
                         }
                     }
                 }
-                ComputeWantedGroups(a, bank, bankNorms, exact, wanted, computed, panelFloats);
+                ComputeWantedGroups(a, bank, bankNorms, exact, wanted, computed);
 
                 // Merge in ascending entry order, as the full scan does, so that ties keep the lower entry.
                 for (int word = 0; word < computed.Length; word++)
@@ -601,12 +621,37 @@ internal sealed class MemoryBankScorer
         }
     }
 
+    /// <summary>Bit i set where lane i of the 64 values is below <paramref name="limit"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe ulong LanesBelow512(float* values, float limit)
+    {
+        var threshold = Vector512.Create(limit);
+        return Vector512.LessThan(Vector512.LoadAligned(values), threshold).ExtractMostSignificantBits()
+            | (Vector512.LessThan(Vector512.LoadAligned(values + 16), threshold).ExtractMostSignificantBits() << 16)
+            | (Vector512.LessThan(Vector512.LoadAligned(values + 32), threshold).ExtractMostSignificantBits() << 32)
+            | (Vector512.LessThan(Vector512.LoadAligned(values + 48), threshold).ExtractMostSignificantBits() << 48);
+    }
+
+    /// <summary>Bit i set where lane i of the 64 values is above <paramref name="limit"/> (clear for NaN).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe ulong LanesAbove512(float* values, float limit)
+    {
+        var threshold = Vector512.Create(limit);
+        return Vector512.GreaterThan(Vector512.LoadAligned(values), threshold).ExtractMostSignificantBits()
+            | (Vector512.GreaterThan(Vector512.LoadAligned(values + 16), threshold).ExtractMostSignificantBits() << 16)
+            | (Vector512.GreaterThan(Vector512.LoadAligned(values + 32), threshold).ExtractMostSignificantBits() << 32)
+            | (Vector512.GreaterThan(Vector512.LoadAligned(values + 48), threshold).ExtractMostSignificantBits() << 48);
+    }
+
     private static void Mark(ulong[] bits, int index) => bits[index >> 6] |= 1UL << (index & 63);
 
     /// <summary>Computes the exact values |b|² − 2 f·b of the tile's 6 rows for every wanted group not yet computed.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private unsafe void ComputeWantedGroups(float* a, float* bank, float* bankNorms, float* exact, ulong[] wanted, ulong[] computed, int panelFloats)
+    private unsafe void ComputeWantedGroups(float* a, float* bank, float* bankNorms, float* exact, ulong[] wanted, ulong[] computed)
     {
+        // Each group's kernel fetches the next group's values while it runs: a group spans several pages, which the
+        // hardware prefetcher would learn anew on each.
+        int previous = -1;
         for (int word = 0; word < wanted.Length; word++)
         {
             ulong fresh = wanted[word] & ~computed[word];
@@ -615,15 +660,24 @@ internal sealed class MemoryBankScorer
             for (; fresh != 0; fresh &= fresh - 1)
             {
                 int group = word * 64 + System.Numerics.BitOperations.TrailingZeroCount(fresh);
-                int entry = group * GroupWidth;
-                float* b = bank + (long)(entry / _width) * panelFloats + entry % _width;
-                float* tile = exact + group * Rows * GroupWidth;
-                if (UsesVector512)
-                    GroupKernel512(a, b, Channels, _width, bankNorms + entry, tile);
-                else
-                    Kernel256(a, b, Channels, bankNorms + entry, tile, first: true, last: true);
+                if (previous >= 0)
+                    ComputeGroup(a, bank, bankNorms, exact, previous, bank + (long)group * GroupWidth * Channels);
+                previous = group;
             }
         }
+        if (previous >= 0)
+            ComputeGroup(a, bank, bankNorms, exact, previous, bank + (long)previous * GroupWidth * Channels);
+    }
+
+    private unsafe void ComputeGroup(float* a, float* bank, float* bankNorms, float* exact, int group, float* next)
+    {
+        int entry = group * GroupWidth;
+        float* b = bank + (long)entry * Channels;
+        float* tile = exact + group * Rows * GroupWidth;
+        if (UsesVector512)
+            GroupKernel512(a, b, Channels, bankNorms + entry, tile, next);
+        else
+            Kernel256(a, b, Channels, bankNorms + entry, tile, first: true, last: true);
     }
 
     /// <summary>Merges 16 values (entries <paramref name="firstEntry"/> on) into an ascending k-smallest buffer, as the full scan's selection does.</summary>
@@ -638,15 +692,18 @@ internal sealed class MemoryBankScorer
     }
 
     /// <summary>
-    /// 6 patches × one group of 16 bank entries in a panel of width <paramref name="stride"/>: the same per-entry
-    /// arithmetic as <see cref="Kernel512"/> (one fused multiply-add chain over the channels, then |b|² − 2·f·b).
+    /// 6 patches × one group of 16 bank entries packed <c>[C][16]</c>: the same per-entry
+    /// arithmetic as <see cref="Kernel512"/> (one fused multiply-add chain over the channels, then |b|² − 2·f·b). Each
+    /// channel's step also prefetches the same channel's line of the group at <paramref name="next"/>.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static unsafe void GroupKernel512(float* a, float* b, int channels, int stride, float* bankNorms, float* tile)
+    internal static unsafe void GroupKernel512(float* a, float* b, int channels, float* bankNorms, float* tile, float* next)
     {
         Vector512<float> c0 = default, c1 = default, c2 = default, c3 = default, c4 = default, c5 = default;
         for (int c = 0; c < channels; c++)
         {
+            if (Sse.IsSupported)
+                Sse.Prefetch0(next + c * GroupWidth);
             Vector512<float> bv = Vector512.LoadAligned(b);
             c0 = Vector512.FusedMultiplyAdd(Vector512.Create(a[0]), bv, c0);
             c1 = Vector512.FusedMultiplyAdd(Vector512.Create(a[1]), bv, c1);
@@ -655,7 +712,7 @@ internal sealed class MemoryBankScorer
             c4 = Vector512.FusedMultiplyAdd(Vector512.Create(a[4]), bv, c4);
             c5 = Vector512.FusedMultiplyAdd(Vector512.Create(a[5]), bv, c5);
             a += Rows;
-            b += stride;
+            b += GroupWidth;
         }
         Vector512<float> m2 = Vector512.Create(-2f), n = Vector512.LoadAligned(bankNorms);
         Vector512.StoreAligned(Vector512.FusedMultiplyAdd(c0, m2, n), tile + 0);
@@ -681,6 +738,25 @@ internal sealed class MemoryBankScorer
         }
     }
 
+    /// <summary>|x|², summed in fp64 (eight partial sums, then their total) and rounded to fp32 once.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static float SquaredNorm(ReadOnlySpan<float> x)
+    {
+        Vector256<double> low = default, high = default;
+        int c = 0;
+        for (; c <= x.Length - Vector256<float>.Count; c += Vector256<float>.Count)
+        {
+            var values = Vector256.Create(x.Slice(c, Vector256<float>.Count));
+            var (lower, upper) = (Vector256.WidenLower(values), Vector256.WidenUpper(values));
+            low = Vector256.FusedMultiplyAdd(lower, lower, low);
+            high = Vector256.FusedMultiplyAdd(upper, upper, high);
+        }
+        double norm = Vector256.Sum(low + high);
+        for (; c < x.Length; c++)
+            norm += (double)x[c] * x[c];
+        return (float)norm;
+    }
+
     /// <summary>Packs <paramref name="count"/> patch rows as <c>[groups][C][Rows]</c> (zero rows pad the last group) and computes their squared norms.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static unsafe void PackFeatures(float* features, int count, int groups, int channels, float* packed, float* norms)
@@ -694,14 +770,9 @@ internal sealed class MemoryBankScorer
                 if (p < count)
                 {
                     float* src = features + (long)p * channels;
-                    double norm = 0;
                     for (int c = 0; c < channels; c++)
-                    {
-                        float v = src[c];
-                        dst[c * Rows + r] = v;
-                        norm += (double)v * v;
-                    }
-                    norms[p] = (float)norm;
+                        dst[c * Rows + r] = src[c];
+                    norms[p] = SquaredNorm(new ReadOnlySpan<float>(src, channels));
                 }
                 else
                 {

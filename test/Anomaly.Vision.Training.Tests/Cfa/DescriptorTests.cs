@@ -150,33 +150,66 @@ public sealed class DescriptorTests
         return result;
     }
 
+    // Three layers on a 5×7 grid (not square): 17 channels on the grid, 19 on 3×4 and 9 on 2×3 resized onto it (channel
+    // counts that are not multiples of a pooling block or a vector), 70 output channels (one gradient block of 64 and a
+    // part block, a vector tail), two images.
+    private static readonly LayerShape[] CpuLayers = { new(17, 5, 7), new(19, 3, 4), new(9, 2, 3) };
+    private const int CpuOut = 70, CpuIn = 17 + 19 + 9 + 2, CpuBatch = 2, CpuGrid = 35;
+
+    private static (float[][] Maps, float[] Weight, float[] Bias, Func<int, float[]> Rand) CpuCase(int seed)
+    {
+        var random = new Random(seed);
+        float[] Rand(int n) => Enumerable.Range(0, n).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
+        var maps = CpuLayers.Select(l => Rand(CpuBatch * l.Size)).ToArray();
+        return (maps, Rand(CpuOut * CpuIn), Rand(CpuOut), Rand);
+    }
+
+    /// <summary>LibTorch's descriptor on the case, patch-major [B·H·W, Out], with the parameters as leaves of autograd.</summary>
+    private static (Tensor Features, Tensor Weight, Tensor Bias) LibTorchForward(float[][] maps, float[] weight, float[] bias)
+    {
+        var tensors = maps.Select((m, l) => CfaTensors.FromArray(m, new long[] { CpuBatch, CpuLayers[l].Channels, CpuLayers[l].Height, CpuLayers[l].Width })).ToArray();
+        var w = CfaTensors.FromArray(weight, new long[] { CpuOut, CpuIn, 1, 1 }).requires_grad_(true);
+        var b = CfaTensors.FromArray(bias, new long[] { CpuOut }).requires_grad_(true);
+        var features = Descriptor.Forward(tensors, w, b, Descriptor.Coordinates(5, 7, CPU)).permute(0, 2, 3, 1).reshape(CpuBatch * CpuGrid, CpuOut);
+        return (features, w, b);
+    }
+
     [TestMethod]
-    public void CpuForwardEqualsLibTorchsForwardPatchMajor()
+    public void CpuForwardEqualsLibTorchs()
     {
         TorchRuntime.EnsureAvailable();
         using var scope = NewDisposeScope();
-        // A 5×7 grid (not square) of a 17-channel layer and a 19-channel 3×4 layer resized onto it (each more than one
-        // 16-channel block: the resized one interpolates a whole block as a vector, and the rest channel by channel), two images.
-        LayerShape[] layers = { new(17, 5, 7), new(19, 3, 4) };
-        var random = new Random(21);
-        float[] Rand(int n) => Enumerable.Range(0, n).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
-        float[][] maps = { Rand(2 * layers[0].Size), Rand(2 * layers[1].Size) };
-        const int outChannels = 6, inChannels = 17 + 19 + 2;
-        float[] weight = Rand(outChannels * inChannels), bias = Rand(outChannels);
+        var (maps, weight, bias, _) = CpuCase(21);
 
-        var stacked = new float[2 * 35 * inChannels];
-        var features = new float[2 * 35 * outChannels];
-        Descriptor.ForwardPatchMajor(layers, maps, 2, weight, bias, stacked, features);
+        var features = new float[CpuBatch * CpuGrid * CpuOut];
+        new PatchMajorDescriptor(CpuLayers, CpuOut).Forward(maps, CpuBatch, weight, bias, features);
 
-        var tensors = maps.Select((m, l) => CfaTensors.FromArray(m, new long[] { 2, layers[l].Channels, layers[l].Height, layers[l].Width })).ToArray();
-        var coordinates = Descriptor.Coordinates(5, 7, CPU);
-        var expectedStacked = CfaTensors.ToArray(Descriptor.Stack(tensors, coordinates).permute(0, 2, 3, 1));
-        var expected = CfaTensors.ToArray(Descriptor.Forward(tensors,
-            CfaTensors.FromArray(weight, new long[] { outChannels, inChannels, 1, 1 }), CfaTensors.FromArray(bias, new long[] { outChannels }),
-            coordinates).permute(0, 2, 3, 1));
-        for (int i = 0; i < expectedStacked.Length; i++)
-            Assert.AreEqual(expectedStacked[i], stacked[i], 1e-5f, $"input {i}");
+        var expected = CfaTensors.ToArray(LibTorchForward(maps, weight, bias).Features);
         for (int i = 0; i < expected.Length; i++)
             Assert.AreEqual(expected[i], features[i], 1e-4f, $"feature {i}");
+    }
+
+    [TestMethod]
+    public void CpuGradientsEqualAutogradsAndAreAddedToWhatIsThere()
+    {
+        TorchRuntime.EnsureAvailable();
+        using var scope = NewDisposeScope();
+        var (maps, weight, bias, rand) = CpuCase(22);
+        var featureGradient = rand(CpuBatch * CpuGrid * CpuOut);
+        float[] weightStart = rand(CpuOut * CpuIn), biasStart = rand(CpuOut);
+
+        var descriptor = new PatchMajorDescriptor(CpuLayers, CpuOut);
+        descriptor.Forward(maps, CpuBatch, weight, bias, new float[CpuBatch * CpuGrid * CpuOut]);
+        float[] weightGradient = (float[])weightStart.Clone(), biasGradient = (float[])biasStart.Clone();
+        descriptor.AddGradients(CpuBatch, featureGradient, weightGradient, biasGradient);
+
+        var (features, w, b) = LibTorchForward(maps, weight, bias);
+        (features * CfaTensors.FromArray(featureGradient, new long[] { CpuBatch * CpuGrid, CpuOut })).sum().backward();
+        var expectedWeight = CfaTensors.ToArray(w.grad!);
+        var expectedBias = CfaTensors.ToArray(b.grad!);
+        for (int i = 0; i < expectedWeight.Length; i++)
+            Assert.AreEqual(weightStart[i] + expectedWeight[i], weightGradient[i], 1e-4f * Math.Max(1f, Math.Abs(expectedWeight[i])), $"weight {i}");
+        for (int i = 0; i < expectedBias.Length; i++)
+            Assert.AreEqual(biasStart[i] + expectedBias[i], biasGradient[i], 1e-4f * Math.Max(1f, Math.Abs(expectedBias[i])), $"bias {i}");
     }
 }
