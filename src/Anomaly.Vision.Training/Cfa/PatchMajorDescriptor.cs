@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
 
@@ -32,8 +33,8 @@ internal sealed class PatchMajorDescriptor
     /// <summary>Channels per work item of <see cref="Pool"/>.</summary>
     private const int PoolChannelBlock = 16;
 
-    /// <summary>Output channels per work item of the resize's adjoint in <see cref="AddGradients"/>.</summary>
-    private const int GradientChannelBlock = 64;
+    /// <summary>Rows (positions) per product of the weight gradient.</summary>
+    private const int GradientRowsPerProduct = 1024;
 
     private readonly LayerShape[] _layers;
     private readonly int[] _offsets;          // first weight column of each layer
@@ -190,14 +191,19 @@ internal sealed class PatchMajorDescriptor
             throw new ArgumentException($"The bias gradient holds {biasGradient.Length} values, {_out} are needed.", nameof(biasGradient));
 
         // Per (image, block of output channels): up_lᵀ G into the products' buffers, and G summed plainly, by row
-        // coordinate and by column coordinate.
-        int blocks = (_out + GradientChannelBlock - 1) / GradientChannelBlock;
+        // coordinate and by column coordinate. G is read once per block, so the blocks are whole rows of G unless the
+        // threads outnumber the images.
+        int threads = Environment.ProcessorCount;
+        int blocks = Math.Min((_out + 7) / 8, Math.Max(1, (threads + batch - 1) / batch));
+        int blockChannels = ((_out + blocks - 1) / blocks + 7) / 8 * 8;
+        blocks = (_out + blockChannels - 1) / blockChannels;
         var sums = new float[batch * 3 * _out];
         fixed (float* gradientPointer = featureGradient)
         {
             nint gradientAddress = (nint)gradientPointer;
-            Parallel.For(0, batch * blocks, new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount },
-                item => SpreadBlock(item / blocks, item % blocks * GradientChannelBlock, (float*)gradientAddress, sums));
+            Parallel.For(0, batch * blocks, new ParallelOptions { MaxDegreeOfParallelism = threads },
+                item => SpreadBlock(item / blocks, item % blocks * blockChannels, Math.Min(blockChannels, _out - item % blocks * blockChannels),
+                    (float*)gradientAddress, sums));
         }
 
         var product = new float[_out * _layers.Max(l => l.Channels)];
@@ -205,8 +211,15 @@ internal sealed class PatchMajorDescriptor
         {
             var shape = _layers[l];
             int rows = batch * shape.Height * shape.Width, channels = shape.Channels;
-            // (∂L/∂W_l) = Dᵀ·pool(L_l): A = Dᵀ [Out × rows] read from D [rows × Out] (D = G for the first layer).
-            PackedGemm.Multiply(_out, channels, rows, l == 0 ? featureGradient : _products[l], 1, _out, _pooled[l], channels, 1, product, accumulate: false);
+            ReadOnlySpan<float> spread = l == 0 ? featureGradient : _products[l];
+            // (∂L/∂W_l) = Dᵀ·pool(L_l): A = Dᵀ [Out × rows] read from D [rows × Out] (D = G for the first layer), summed
+            // over blocks of rows: the product packs a block of pool(L_l) whole, which must stay in the inner caches.
+            for (int start = 0; start < rows; start += GradientRowsPerProduct)
+            {
+                int count = Math.Min(GradientRowsPerProduct, rows - start);
+                PackedGemm.Multiply(_out, channels, count, spread[(start * _out)..], 1, _out, _pooled[l].AsSpan(start * channels), channels, 1,
+                    product, accumulate: start > 0);
+            }
             for (int o = 0; o < _out; o++)
             {
                 var columns = weightGradient.Slice(o * _in + _offsets[l], channels);
@@ -225,37 +238,86 @@ internal sealed class PatchMajorDescriptor
     }
 
     /// <summary>
-    /// For one image and one block of output channels from <paramref name="c0"/>: up_lᵀ G into the later layers' buffers,
+    /// For one image and <paramref name="count"/> output channels from <paramref name="c0"/>: up_lᵀ G into the later layers' buffers,
     /// and G summed plainly, by row coordinate and by column coordinate into the image's three rows of <paramref name="sums"/>.
     /// </summary>
-    private unsafe void SpreadBlock(int image, int c0, float* gradient, float[] sums)
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private unsafe void SpreadBlock(int image, int c0, int count, float* gradient, float[] sums)
     {
-        int count = Math.Min(GradientChannelBlock, _out - c0);
         for (int l = 1; l < _layers.Length; l++)
         {
             int plane = _layers[l].Height * _layers[l].Width;
             for (int i = 0; i < plane; i++)
                 _products[l].AsSpan((image * plane + i) * _out + c0, count).Clear();
         }
-        var plain = sums.AsSpan((image * 3 + 0) * _out + c0, count);
-        var byRow = sums.AsSpan((image * 3 + 1) * _out + c0, count);
-        var byColumn = sums.AsSpan((image * 3 + 2) * _out + c0, count);
-        Span<float> rowSum = stackalloc float[count];
-        for (int y = 0; y < _height; y++)
+        // Per output position: the four source positions of every later layer and their weights.
+        int spreads = 4 * (_layers.Length - 1);
+        Span<nint> targets = stackalloc nint[spreads];
+        Span<float> weights = stackalloc float[spreads];
+        var rowSums = new float[count];
+        fixed (float* sumsBase = sums)
+        fixed (float* rowSum = rowSums)
         {
-            rowSum.Clear();
-            for (int x = 0; x < _width; x++)
+            float* plain = sumsBase + (image * 3 + 0) * _out + c0;
+            float* byRow = sumsBase + (image * 3 + 1) * _out + c0;
+            float* byColumn = sumsBase + (image * 3 + 2) * _out + c0;
+            for (int y = 0; y < _height; y++)
             {
-                var g = new ReadOnlySpan<float>(gradient + (long)((image * _height + y) * _width + x) * _out + c0, count);
-                TensorPrimitives.Add(rowSum, g, rowSum);
-                TensorPrimitives.MultiplyAdd(g, _columnCoordinates[x], byColumn, byColumn);
-                for (int l = 1; l < _layers.Length; l++)
-                    SpreadResized(l, image, y, x, g, c0);
+                new Span<float>(rowSum, count).Clear();
+                for (int x = 0; x < _width; x++)
+                {
+                    float* g = gradient + (long)((image * _height + y) * _width + x) * _out + c0;
+                    for (int l = 1, t = 0; l < _layers.Length; l++, t += 4)
+                    {
+                        var (y0, y1, ly) = _resizes[l].Rows[y];
+                        var (x0, x1, lx) = _resizes[l].Columns[x];
+                        int w = _layers[l].Width;
+                        float* layer = Pinned(_products[l]) + (long)image * _layers[l].Height * w * _out + c0;
+                        targets[t] = (nint)(layer + (y0 * w + x0) * _out);
+                        targets[t + 1] = (nint)(layer + (y0 * w + x1) * _out);
+                        targets[t + 2] = (nint)(layer + (y1 * w + x0) * _out);
+                        targets[t + 3] = (nint)(layer + (y1 * w + x1) * _out);
+                        weights[t] = (1 - ly) * (1 - lx);
+                        weights[t + 1] = (1 - ly) * lx;
+                        weights[t + 2] = ly * (1 - lx);
+                        weights[t + 3] = ly * lx;
+                    }
+                    float column = _columnCoordinates[x];
+                    int c = 0;
+                    for (; c <= count - Vector256<float>.Count; c += Vector256<float>.Count)
+                    {
+                        var value = Vector256.Load(g + c);
+                        (Vector256.Load(rowSum + c) + value).Store(rowSum + c);
+                        Vector256.FusedMultiplyAdd(Vector256.Create(column), value, Vector256.Load(byColumn + c)).Store(byColumn + c);
+                        for (int t = 0; t < spreads; t++)
+                        {
+                            float* target = (float*)targets[t] + c;
+                            Vector256.FusedMultiplyAdd(Vector256.Create(weights[t]), value, Vector256.Load(target)).Store(target);
+                        }
+                    }
+                    for (; c < count; c++)
+                    {
+                        rowSum[c] += g[c];
+                        byColumn[c] = MathF.FusedMultiplyAdd(column, g[c], byColumn[c]);
+                        for (int t = 0; t < spreads; t++)
+                        {
+                            float* target = (float*)targets[t] + c;
+                            *target = MathF.FusedMultiplyAdd(weights[t], g[c], *target);
+                        }
+                    }
+                }
+                float row = _rowCoordinates[y];
+                for (int c = 0; c < count; c++)
+                {
+                    plain[c] += rowSum[c];
+                    byRow[c] = MathF.FusedMultiplyAdd(row, rowSum[c], byRow[c]);
+                }
             }
-            TensorPrimitives.Add(plain, rowSum, plain);
-            TensorPrimitives.MultiplyAdd(rowSum, _rowCoordinates[y], byRow, byRow);
         }
     }
+
+    /// <summary>The first element of an array allocated pinned (it never moves).</summary>
+    private static unsafe float* Pinned(float[] array) => (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(array));
 
     /// <summary>f += layer l's product at output position (y, x), bilinearly from its four source positions.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -279,30 +341,6 @@ internal sealed class PatchMajorDescriptor
             f[c] += w00 * p00[c] + w01 * p01[c] + w10 * p10[c] + w11 * p11[c];
     }
 
-    /// <summary>Layer l's buffer += the resize's weights × g at output position (y, x): the adjoint of <see cref="AddResized"/> on channels from <paramref name="c0"/>.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private void SpreadResized(int l, int image, int y, int x, ReadOnlySpan<float> g, int c0)
-    {
-        var resize = _resizes[l];
-        var (y0, y1, ly) = resize.Rows[y];
-        var (x0, x1, lx) = resize.Columns[x];
-        int w = _layers[l].Width, start = image * _layers[l].Height * w;
-        Spread(g, (1 - ly) * (1 - lx), Row(l, start + y0 * w + x0)[c0..]);
-        Spread(g, (1 - ly) * lx, Row(l, start + y0 * w + x1)[c0..]);
-        Spread(g, ly * (1 - lx), Row(l, start + y1 * w + x0)[c0..]);
-        Spread(g, ly * lx, Row(l, start + y1 * w + x1)[c0..]);
-
-        static void Spread(ReadOnlySpan<float> g, float weight, Span<float> destination)
-        {
-            int c = 0;
-            var v = Vector256.Create(weight);
-            for (; c <= g.Length - Vector256<float>.Count; c += Vector256<float>.Count)
-                Vector256.FusedMultiplyAdd(v, Vector256.Create(g[c..]), Vector256.Create(destination[c..])).CopyTo(destination[c..]);
-            for (; c < g.Length; c++)
-                destination[c] = MathF.FusedMultiplyAdd(weight, g[c], destination[c]);
-        }
-    }
-
     private Span<float> Row(int l, int position) => _products[l].AsSpan(position * _out, _out);
 
     private void EnsureCapacity(int batch)
@@ -310,7 +348,7 @@ internal sealed class PatchMajorDescriptor
         if (batch <= _capacity)
             return;
         _pooled = _layers.Select(l => GC.AllocateUninitializedArray<float>(batch * l.Size)).ToArray();
-        _products = _layers.Select((l, i) => i == 0 ? [] : GC.AllocateUninitializedArray<float>(batch * l.Height * l.Width * _out)).ToArray();
+        _products = _layers.Select((l, i) => i == 0 ? [] : GC.AllocateUninitializedArray<float>(batch * l.Height * l.Width * _out, pinned: true)).ToArray();
         _capacity = batch;
     }
 

@@ -64,7 +64,7 @@ public sealed class CfaTransformer : BackboneAnomalyTransformerBase
     private protected override void ScoreFeatures(float[][] layerMaps, int batch, Span<float> scores, Span<float> maps)
     {
         int perImage = _model.GridHeight * _model.GridWidth * _model.DescriptorChannels;
-        var features = new float[batch * perImage];
+        var features = GC.AllocateUninitializedArray<float>(batch * perImage);   // Describe writes every value
         _model.Describe(layerMaps, batch, features);
         int pixels = InputHeight * InputWidth;
         for (int image = 0; image < batch; image++)
