@@ -46,6 +46,7 @@ internal sealed class PatchMajorDescriptor
     private readonly float[] _rowCoordinates;
     private readonly float[] _columnCoordinates;
     private int _capacity;
+    private int _pooledBatch;
     private float[][] _pooled = [];           // per layer: [B·h·w, C_l]
     private float[][] _products = [];         // per later layer: [B·h·w, Out], pool(L_l)·W_lᵀ, or in the gradient up_lᵀ G
 
@@ -91,6 +92,7 @@ internal sealed class PatchMajorDescriptor
             if (layerMaps[l].Length < (long)batch * _layers[l].Size)
                 throw new ArgumentException($"Layer {l} map holds {layerMaps[l].Length} values, fewer than {batch} × {_layers[l]}.", nameof(layerMaps));
         }
+        _pooledBatch = 0;
         EnsureCapacity(batch);
         var items = new List<(int Image, int Layer, int Channel)>();
         for (int i = 0; i < batch; i++)
@@ -115,6 +117,7 @@ internal sealed class PatchMajorDescriptor
                 return pooled;
             },
             _ => { });
+        _pooledBatch = batch;
     }
 
     /// <summary>
@@ -354,8 +357,8 @@ internal sealed class PatchMajorDescriptor
 
     private void CheckBatch(int batch)
     {
-        if (batch < 1 || batch > _capacity)
-            throw new ArgumentOutOfRangeException(nameof(batch), batch, $"The batch must be between 1 and the {_capacity} images last pooled.");
+        if (batch != _pooledBatch)
+            throw new ArgumentOutOfRangeException(nameof(batch), batch, $"The batch must be the {_pooledBatch} images last pooled.");
     }
 
     /// <summary>The 3×3 average of a map (stride 1, zero padding counted in the 9), as separable sums.</summary>

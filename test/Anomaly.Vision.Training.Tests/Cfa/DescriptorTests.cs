@@ -190,6 +190,24 @@ public sealed class DescriptorTests
     }
 
     [TestMethod]
+    public void CpuCombineAndGradientsTakeOnlyTheBatchLastPooled()
+    {
+        var (maps, weight, bias, _) = CpuCase(23);
+        var descriptor = new PatchMajorDescriptor(CpuLayers, CpuOut);
+        var features = new float[CpuBatch * CpuGrid * CpuOut];
+        var ex = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => descriptor.Combine(CpuBatch, weight, bias, features));
+        Assert.AreEqual("batch", ex.ParamName);
+        descriptor.Pool(maps, CpuBatch);
+        descriptor.Pool(maps, 1);
+        ex = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => descriptor.AddGradients(CpuBatch, features, new float[CpuOut * CpuIn], new float[CpuOut]));
+        Assert.AreEqual("batch", ex.ParamName);
+        descriptor.Combine(1, weight, bias, features);
+        var both = new float[CpuBatch * CpuGrid * CpuOut];
+        new PatchMajorDescriptor(CpuLayers, CpuOut).Forward(maps, CpuBatch, weight, bias, both);
+        CollectionAssert.AreEqual(both.Take(CpuGrid * CpuOut).ToArray(), features.Take(CpuGrid * CpuOut).ToArray(), "the first image alone");
+    }
+
+    [TestMethod]
     public void CpuGradientsEqualAutogradsAndAreAddedToWhatIsThere()
     {
         TorchRuntime.EnsureAvailable();
