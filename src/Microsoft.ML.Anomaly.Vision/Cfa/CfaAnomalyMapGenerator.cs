@@ -34,19 +34,34 @@ internal sealed class CfaAnomalyMapGenerator
         _width = width;
     }
 
-    /// <summary>Writes the H×W anomaly map of one image and returns its score.</summary>
-    /// <param name="features">The image's target-oriented features, patch-major [gridH·gridW, channels].</param>
-    /// <param name="map">Receives height×width values.</param>
-    public float Generate(ReadOnlySpan<float> features, Span<float> map)
+    /// <summary>
+    /// Writes the H×W anomaly maps of <paramref name="images"/> images and their scores: the nearest distances of all
+    /// their patches in one search (its work items balance across the threads), then the images' maps in parallel.
+    /// </summary>
+    /// <param name="features">The images' target-oriented features, patch-major per image [images · gridH·gridW, channels].</param>
+    /// <param name="images">Number of images.</param>
+    /// <param name="scores">Receives one score per image.</param>
+    /// <param name="maps">Receives images × height×width values.</param>
+    public unsafe void Generate(ReadOnlySpan<float> features, int images, Span<float> scores, Span<float> maps)
     {
-        int patches = _gridHeight * _gridWidth;
-        var distances = new float[patches * _neighbors];
-        _scorer.NearestSquaredDistances(features[..(patches * _channels)], patches, _neighbors, distances);
-        var patchScores = new float[patches];
-        AnomalyMapMath.SoftminNearest(distances, patches, _neighbors, patchScores);
-        var upsampled = new float[_height * _width];
-        AnomalyMapMath.BilinearResize(patchScores, _gridHeight, _gridWidth, upsampled, _height, _width, alignCorners: false);
-        _blur.Apply(upsampled, _height, _width, map);
-        return System.Numerics.Tensors.TensorPrimitives.Max(map[..(_height * _width)]);
+        int patches = _gridHeight * _gridWidth, pixels = _height * _width;
+        var distances = new float[images * patches * _neighbors];
+        _scorer.NearestSquaredDistances(features[..(images * patches * _channels)], images * patches, _neighbors, distances);
+        var imageScores = new float[images];
+        fixed (float* mapStart = maps[..(images * pixels)])
+        {
+            nint mapAddress = (nint)mapStart;
+            Parallel.For(0, images, new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount }, image =>
+            {
+                var patchScores = new float[patches];
+                AnomalyMapMath.SoftminNearest(distances.AsSpan(image * patches * _neighbors, patches * _neighbors), patches, _neighbors, patchScores);
+                var upsampled = new float[pixels];
+                AnomalyMapMath.BilinearResize(patchScores, _gridHeight, _gridWidth, upsampled, _height, _width, alignCorners: false);
+                var map = new Span<float>((float*)mapAddress + (long)image * pixels, pixels);
+                _blur.Apply(upsampled, _height, _width, map);
+                imageScores[image] = System.Numerics.Tensors.TensorPrimitives.Max(map);
+            });
+        }
+        imageScores.CopyTo(scores);
     }
 }

@@ -66,9 +66,7 @@ public sealed class CfaTransformer : BackboneAnomalyTransformerBase
         int perImage = _model.GridHeight * _model.GridWidth * _model.DescriptorChannels;
         var features = GC.AllocateUninitializedArray<float>(batch * perImage);   // Describe writes every value
         _model.Describe(layerMaps, batch, features);
-        int pixels = InputHeight * InputWidth;
-        for (int image = 0; image < batch; image++)
-            scores[image] = _maps.Generate(features.AsSpan(image * perImage, perImage), maps.Slice(image * pixels, pixels));
+        _maps.Generate(features, batch, scores, maps);
     }
 
     private protected override void SaveAlgorithm(ModelSaveContext ctx) =>
