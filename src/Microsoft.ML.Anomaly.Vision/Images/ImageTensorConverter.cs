@@ -110,8 +110,11 @@ internal static class ImageTensorConverter
                 for (int k = 0; k < taps; k++)
                     sum += Vector128.Create(weights[k]) * source[k];
                 sum *= 1f / 255f;
-                for (int c = 0; c < 3; c++)
-                    rows[(c * inHeight + y) * width + x] = sum.GetElement(channelOffsets[c]);
+                // Constant lanes: a lane index known only at run time would send the vector through memory.
+                float first = sum.GetElement(0), second = sum.GetElement(1), third = sum.GetElement(2);
+                rows[y * width + x] = r == 0 ? first : third;
+                rows[(inHeight + y) * width + x] = second;
+                rows[(2 * inHeight + y) * width + x] = r == 0 ? third : first;
             }
         }
 
