@@ -316,7 +316,7 @@ internal sealed class MemoryBankScorer
         public readonly float[] Tile;
 
         // The pruned scan's: the block's reductions, their squared norms and slack; one tile's bounds ([panels][6][W]),
-        // its exact groups ([M/16][6][16]), which groups are wanted and which computed; the candidates of its patches.
+        // its exact groups ([M/16][6][16]), which groups are wanted, which computed and which to compute next; the candidates of its patches.
         public readonly float[] PackedReductions = [];
         public readonly float[] ReducedNorms = [];
         public readonly float[] Slack = [];
@@ -326,6 +326,7 @@ internal sealed class MemoryBankScorer
         public readonly float[] Groups = [];
         public readonly ulong[] Wanted = [];
         public readonly ulong[] Computed = [];
+        public readonly int[] FreshGroups = [];
         public readonly float[] Candidates;
         public readonly int[] CandidateEntries;
         public readonly float[] Thresholds = new float[Rows];
@@ -351,6 +352,7 @@ internal sealed class MemoryBankScorer
             Groups = GC.AllocateUninitializedArray<float>(entryGroups * Rows * GroupWidth + 16, pinned: true);
             Wanted = new ulong[(entryGroups + 63) / 64];
             Computed = new ulong[(entryGroups + 63) / 64];
+            FreshGroups = new int[entryGroups];
         }
     }
 
@@ -550,7 +552,7 @@ internal sealed class MemoryBankScorer
                     for (int i = 0; i < k && candidates[r * k + i] < starts[r]; i++)
                         Mark(wanted, candidateEntries[r * k + i] / GroupWidth);
                 }
-                ComputeWantedGroups(a, bank, bankNorms, exact, wanted, computed);
+                ComputeWantedGroups(a, bank, bankNorms, exact, wanted, computed, scratch.FreshGroups);
 
                 for (int r = 0; r < rows; r++)
                 {
@@ -596,7 +598,7 @@ internal sealed class MemoryBankScorer
                         }
                     }
                 }
-                ComputeWantedGroups(a, bank, bankNorms, exact, wanted, computed);
+                ComputeWantedGroups(a, bank, bankNorms, exact, wanted, computed, scratch.FreshGroups);
 
                 // Merge in ascending entry order, as the full scan does, so that ties keep the lower entry.
                 for (int word = 0; word < computed.Length; word++)
@@ -647,37 +649,37 @@ internal sealed class MemoryBankScorer
 
     /// <summary>Computes the exact values |b|² − 2 f·b of the tile's 6 rows for every wanted group not yet computed.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private unsafe void ComputeWantedGroups(float* a, float* bank, float* bankNorms, float* exact, ulong[] wanted, ulong[] computed)
+    private unsafe void ComputeWantedGroups(float* a, float* bank, float* bankNorms, float* exact, ulong[] wanted, ulong[] computed, int[] fresh)
     {
-        // Each group's kernel fetches the next group's values while it runs: a group spans several pages, which the
-        // hardware prefetcher would learn anew on each.
-        int previous = -1;
+        int count = 0;
         for (int word = 0; word < wanted.Length; word++)
         {
-            ulong fresh = wanted[word] & ~computed[word];
+            for (ulong bits = wanted[word] & ~computed[word]; bits != 0; bits &= bits - 1)
+                fresh[count++] = word * 64 + System.Numerics.BitOperations.TrailingZeroCount(bits);
             computed[word] |= wanted[word];
             wanted[word] = 0;
-            for (; fresh != 0; fresh &= fresh - 1)
-            {
-                int group = word * 64 + System.Numerics.BitOperations.TrailingZeroCount(fresh);
-                if (previous >= 0)
-                    ComputeGroup(a, bank, bankNorms, exact, previous, bank + (long)group * GroupWidth * Channels);
-                previous = group;
-            }
         }
-        if (previous >= 0)
-            ComputeGroup(a, bank, bankNorms, exact, previous, bank + (long)previous * GroupWidth * Channels);
-    }
-
-    private unsafe void ComputeGroup(float* a, float* bank, float* bankNorms, float* exact, int group, float* next)
-    {
-        int entry = group * GroupWidth;
-        float* b = bank + (long)entry * Channels;
-        float* tile = exact + group * Rows * GroupWidth;
-        if (UsesVector512)
-            GroupKernel512(a, b, Channels, bankNorms + entry, tile, next);
-        else
-            Kernel256(a, b, Channels, bankNorms + entry, tile, first: true, last: true);
+        int groupFloats = GroupWidth * Channels;
+        if (!UsesVector512)
+        {
+            for (int i = 0; i < count; i++)
+            {
+                int entry = fresh[i] * GroupWidth;
+                Kernel256(a, bank + (long)fresh[i] * groupFloats, Channels, bankNorms + entry, exact + fresh[i] * Rows * GroupWidth, first: true, last: true);
+            }
+            return;
+        }
+        // Two groups at a time, so that the patches' values broadcast once per channel serve both; each step also fetches
+        // the next two groups' values (a group spans several pages, which the hardware prefetcher would learn anew on each).
+        for (int i = 0; i < count; i += 2)
+        {
+            int first = fresh[i], second = fresh[Math.Min(i + 1, count - 1)];
+            float* next = bank + (long)fresh[Math.Min(i + 2, count - 1)] * groupFloats;
+            float* nextSecond = bank + (long)fresh[Math.Min(i + 3, count - 1)] * groupFloats;
+            GroupPairKernel512(a, bank + (long)first * groupFloats, bank + (long)second * groupFloats, Channels,
+                bankNorms + first * GroupWidth, bankNorms + second * GroupWidth,
+                exact + first * Rows * GroupWidth, exact + second * Rows * GroupWidth, next, nextSecond);
+        }
     }
 
     /// <summary>Merges 16 values (entries <paramref name="firstEntry"/> on) into an ascending k-smallest buffer, as the full scan's selection does.</summary>
@@ -692,35 +694,59 @@ internal sealed class MemoryBankScorer
     }
 
     /// <summary>
-    /// 6 patches × one group of 16 bank entries packed <c>[C][16]</c>: the same per-entry
-    /// arithmetic as <see cref="Kernel512"/> (one fused multiply-add chain over the channels, then |b|² − 2·f·b). Each
-    /// channel's step also prefetches the same channel's line of the group at <paramref name="next"/>.
+    /// 6 patches × two groups of 16 bank entries, each packed <c>[C][16]</c> (the same group twice computes it once
+    /// more, with the same values): the same per-entry arithmetic as <see cref="Kernel512"/> (one fused multiply-add
+    /// chain over the channels, then |b|² − 2·f·b). Each channel's step also prefetches the same channel's lines of the
+    /// groups at <paramref name="next"/> and <paramref name="nextSecond"/>.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static unsafe void GroupKernel512(float* a, float* b, int channels, float* bankNorms, float* tile, float* next)
+    internal static unsafe void GroupPairKernel512(float* a, float* b, float* bSecond, int channels, float* bankNorms, float* bankNormsSecond,
+        float* tile, float* tileSecond, float* next, float* nextSecond)
     {
         Vector512<float> c0 = default, c1 = default, c2 = default, c3 = default, c4 = default, c5 = default;
+        Vector512<float> d0 = default, d1 = default, d2 = default, d3 = default, d4 = default, d5 = default;
         for (int c = 0; c < channels; c++)
         {
             if (Sse.IsSupported)
+            {
                 Sse.Prefetch0(next + c * GroupWidth);
-            Vector512<float> bv = Vector512.LoadAligned(b);
-            c0 = Vector512.FusedMultiplyAdd(Vector512.Create(a[0]), bv, c0);
-            c1 = Vector512.FusedMultiplyAdd(Vector512.Create(a[1]), bv, c1);
-            c2 = Vector512.FusedMultiplyAdd(Vector512.Create(a[2]), bv, c2);
-            c3 = Vector512.FusedMultiplyAdd(Vector512.Create(a[3]), bv, c3);
-            c4 = Vector512.FusedMultiplyAdd(Vector512.Create(a[4]), bv, c4);
-            c5 = Vector512.FusedMultiplyAdd(Vector512.Create(a[5]), bv, c5);
+                Sse.Prefetch0(nextSecond + c * GroupWidth);
+            }
+            Vector512<float> bv = Vector512.LoadAligned(b + c * GroupWidth);
+            Vector512<float> bw = Vector512.LoadAligned(bSecond + c * GroupWidth);
+            Vector512<float> v = Vector512.Create(a[0]);
+            c0 = Vector512.FusedMultiplyAdd(v, bv, c0);
+            d0 = Vector512.FusedMultiplyAdd(v, bw, d0);
+            v = Vector512.Create(a[1]);
+            c1 = Vector512.FusedMultiplyAdd(v, bv, c1);
+            d1 = Vector512.FusedMultiplyAdd(v, bw, d1);
+            v = Vector512.Create(a[2]);
+            c2 = Vector512.FusedMultiplyAdd(v, bv, c2);
+            d2 = Vector512.FusedMultiplyAdd(v, bw, d2);
+            v = Vector512.Create(a[3]);
+            c3 = Vector512.FusedMultiplyAdd(v, bv, c3);
+            d3 = Vector512.FusedMultiplyAdd(v, bw, d3);
+            v = Vector512.Create(a[4]);
+            c4 = Vector512.FusedMultiplyAdd(v, bv, c4);
+            d4 = Vector512.FusedMultiplyAdd(v, bw, d4);
+            v = Vector512.Create(a[5]);
+            c5 = Vector512.FusedMultiplyAdd(v, bv, c5);
+            d5 = Vector512.FusedMultiplyAdd(v, bw, d5);
             a += Rows;
-            b += GroupWidth;
         }
-        Vector512<float> m2 = Vector512.Create(-2f), n = Vector512.LoadAligned(bankNorms);
+        Vector512<float> m2 = Vector512.Create(-2f), n = Vector512.LoadAligned(bankNorms), o = Vector512.LoadAligned(bankNormsSecond);
         Vector512.StoreAligned(Vector512.FusedMultiplyAdd(c0, m2, n), tile + 0);
         Vector512.StoreAligned(Vector512.FusedMultiplyAdd(c1, m2, n), tile + 16);
         Vector512.StoreAligned(Vector512.FusedMultiplyAdd(c2, m2, n), tile + 32);
         Vector512.StoreAligned(Vector512.FusedMultiplyAdd(c3, m2, n), tile + 48);
         Vector512.StoreAligned(Vector512.FusedMultiplyAdd(c4, m2, n), tile + 64);
         Vector512.StoreAligned(Vector512.FusedMultiplyAdd(c5, m2, n), tile + 80);
+        Vector512.StoreAligned(Vector512.FusedMultiplyAdd(d0, m2, o), tileSecond + 0);
+        Vector512.StoreAligned(Vector512.FusedMultiplyAdd(d1, m2, o), tileSecond + 16);
+        Vector512.StoreAligned(Vector512.FusedMultiplyAdd(d2, m2, o), tileSecond + 32);
+        Vector512.StoreAligned(Vector512.FusedMultiplyAdd(d3, m2, o), tileSecond + 48);
+        Vector512.StoreAligned(Vector512.FusedMultiplyAdd(d4, m2, o), tileSecond + 64);
+        Vector512.StoreAligned(Vector512.FusedMultiplyAdd(d5, m2, o), tileSecond + 80);
     }
 
     /// <summary>Writes the block's distances, |f|² added to the kept |b|² − 2 f·b and rounding noise clamped at 0, and their entries.</summary>
