@@ -197,9 +197,9 @@ internal sealed class PatchMajorDescriptor
         // coordinate and by column coordinate. G is read once per block, so the blocks are whole rows of G unless the
         // threads outnumber the images.
         int threads = Environment.ProcessorCount;
-        int blocks = Math.Min((_out + 7) / 8, Math.Max(1, (threads + batch - 1) / batch));
-        int blockChannels = ((_out + blocks - 1) / blocks + 7) / 8 * 8;
-        blocks = (_out + blockChannels - 1) / blockChannels;
+        int split = (threads + batch - 1) / batch;
+        int blockChannels = Math.Max(8, ((_out + split - 1) / split + 7) / 8 * 8);
+        int blocks = (_out + blockChannels - 1) / blockChannels;
         var sums = new float[batch * 3 * _out];
         fixed (float* gradientPointer = featureGradient)
         {

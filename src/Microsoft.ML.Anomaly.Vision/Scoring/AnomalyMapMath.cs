@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+
 namespace Microsoft.ML.Anomaly.Vision;
 
 /// <summary>Per-patch scoring and map resampling used to turn nearest-neighbour distances into anomaly maps.</summary>
