@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Diagnostics;
 using Anomaly.Vision.Training;
 using Microsoft.ML;
@@ -15,7 +16,8 @@ using static TorchSharp.torch;
 /// bank entries skips none and every distance is computed; and, given <c>--images</c>, on the ImageNet ResNet-18's
 /// features of real images, with the bound and with every entry scanned;</item>
 /// <item>scoring end to end (PNG files through <c>Transform</c>, the default ImageNet backbone) and the same stages one
-/// by one: decode, resize and normalise, backbone, descriptor, distances (with the bound, and every entry scanned for
+/// by one, each run as <c>Transform</c> runs it (a batch at a time; decode, resize, map and blur one image per core):
+/// decode, resize and normalise, backbone, descriptor, distances (with the bound, and every entry scanned for
 /// comparison), map (softmin and upsampling), blur.</item>
 /// </list>
 /// Options: <c>--size 256 --train-images 8 --epochs 3 --score-images 16 --png-size 900 --images &lt;folder of PNGs&gt;</c>.
@@ -236,7 +238,7 @@ internal static class CfaTrainBenchmark
         }
     }
 
-    /// <summary>Each scoring stage over the same images, one after the other, with its share of their sum.</summary>
+    /// <summary>Each scoring stage over the same images, batch by batch as the transformer runs it, with its share of their sum.</summary>
     private static void StageBreakdown(string[] paths, int size, int batch, byte[] backboneBytes, int fitImages)
     {
         var stages = new (string Name, double Seconds)[]
@@ -261,8 +263,12 @@ internal static class CfaTrainBenchmark
         MemoryBankScorer? scorer = null, everyEntry = null;
         var blur = new GaussianBlur(4f);
         int grid = shapes[0].Height * shapes[0].Width;
-        var map = new float[size * size];
-        var blurred = new float[size * size];
+        var images = new float[batch * imageFloats];
+        var upsampled = new float[batch * size * size];
+        var blurred = new float[batch * size * size];
+        PatchMajorDescriptor? descriptor = null;
+        float[] features = [];
+        float[] distances = [];
         for (int round = 0; round < 2; round++)
         {
             // Round 0 warms up and builds the model; round 1 is timed.
@@ -272,16 +278,22 @@ internal static class CfaTrainBenchmark
             for (int start = 0; start < paths.Length; start += batch)
             {
                 int n = Math.Min(batch, paths.Length - start);
-                var images = new float[n * imageFloats];
-                for (int i = 0; i < n; i++)
+                // Decode, then resize and normalise, one image per core, as the transformer's loads run.
+                var decoded = new (byte[] Pixels, int Height, int Width)[n];
+                Time(0, () => Parallel.For(0, n, i =>
                 {
-                    MLImage? image = null;
-                    Time(0, () => image = ImageTensorConverter.LoadImage(paths[start + i]));
-                    using (image)
-                        Time(1, () => ImageTensorConverter.ToNormalizedChw(image!, size, size, images.AsSpan(i * imageFloats, imageFloats)));
-                }
+                    byte[] pixels = ImageTensorConverter.DecodeRgba(paths[start + i], out int height, out int width);
+                    decoded[i] = (pixels, height, width);
+                }));
+                Time(1, () => Parallel.For(0, n, i =>
+                {
+                    var (pixels, height, width) = decoded[i];
+                    ImageTensorConverter.ToNormalizedChw(pixels, height, width, 4 * width, bgr: false, size, size, images.AsSpan(i * imageFloats, imageFloats));
+                }));
+                foreach (var (pixels, _, _) in decoded)
+                    ArrayPool<byte>.Shared.Return(pixels);
                 float[][] maps = [];
-                Time(2, () => maps = backbone.Run(images, n, size, size));
+                Time(2, () => maps = backbone.Run(images.AsSpan(0, n * imageFloats), n, size, size));
                 for (int i = 0; i < n && cfa is null && source.Count < fitImages; i++)
                     source.Add(maps.Select((m, l) => m.AsSpan(i * shapes[l].Size, shapes[l].Size).ToArray()).ToArray());
                 if (cfa is null)
@@ -290,33 +302,31 @@ internal static class CfaTrainBenchmark
                     scorer = new MemoryBankScorer(cfa.MemoryBank.ToArray(), cfa.BankSize, cfa.DescriptorChannels);
                     everyEntry = new MemoryBankScorer(cfa.MemoryBank.ToArray(), cfa.BankSize, cfa.DescriptorChannels,
                         scorer.UsesVector512, MemoryBankScorer.DefaultDepthBlock, projectionRank: 0);
+                    descriptor = new PatchMajorDescriptor(shapes, cfa.DescriptorChannels);
+                    features = new float[batch * grid * cfa.DescriptorChannels];
+                    distances = new float[batch * grid * cfa.NumNearestNeighbors];
                 }
                 // The descriptor as CfaModel.Describe runs it, its two parts timed apart.
-                var features = new float[n * grid * cfa.DescriptorChannels];
-                var descriptor = new PatchMajorDescriptor(shapes, cfa.DescriptorChannels);
-                Time(3, () => descriptor.Pool(maps, n));
-                Time(4, () => descriptor.Combine(n, cfa.DescriptorWeight, cfa.DescriptorBias, features));
-                for (int i = 0; i < n; i++)
+                Time(3, () => descriptor!.Pool(maps, n));
+                Time(4, () => descriptor!.Combine(n, cfa.DescriptorWeight, cfa.DescriptorBias, features));
+                // Distances of the batch's patches in one search, then the maps one image per core, as CfaAnomalyMapGenerator runs them.
+                int k = cfa.NumNearestNeighbors, batchPatches = n * grid;
+                Time(5, () => scorer!.NearestSquaredDistances(features.AsSpan(0, batchPatches * cfa.DescriptorChannels), batchPatches, k, distances));
+                exactFraction += scorer!.LastScanExactFraction * n / paths.Length;
+                clock.Restart();
+                everyEntry!.NearestSquaredDistances(features.AsSpan(0, batchPatches * cfa.DescriptorChannels), batchPatches, k, distances);
+                everyEntrySeconds += clock.Elapsed.TotalSeconds;
+                Time(6, () => Parallel.For(0, n, i =>
                 {
-                    var distances = new float[grid * cfa.NumNearestNeighbors];
                     var patchScores = new float[grid];
-                    var imageFeatures = features.AsSpan(i * grid * cfa.DescriptorChannels, grid * cfa.DescriptorChannels).ToArray();
-                    Time(5, () => scorer!.NearestSquaredDistances(imageFeatures, grid, cfa.NumNearestNeighbors, distances));
-                    exactFraction += scorer!.LastScanExactFraction / paths.Length;
-                    clock.Restart();
-                    everyEntry!.NearestSquaredDistances(imageFeatures, grid, cfa.NumNearestNeighbors, distances);
-                    everyEntrySeconds += clock.Elapsed.TotalSeconds;
-                    Time(6, () =>
-                    {
-                        AnomalyMapMath.SoftminNearest(distances, grid, cfa.NumNearestNeighbors, patchScores);
-                        AnomalyMapMath.BilinearResize(patchScores, shapes[0].Height, shapes[0].Width, map, size, size, alignCorners: false);
-                    });
-                    Time(7, () => blur.Apply(map, size, size, blurred));
-                }
+                    AnomalyMapMath.SoftminNearest(distances.AsSpan(i * grid * k, grid * k), grid, k, patchScores);
+                    AnomalyMapMath.BilinearResize(patchScores, shapes[0].Height, shapes[0].Width, upsampled.AsSpan(i * size * size, size * size), size, size, alignCorners: false);
+                }));
+                Time(7, () => Parallel.For(0, n, i => blur.Apply(upsampled.AsSpan(i * size * size, size * size), size, size, blurred.AsSpan(i * size * size, size * size))));
             }
         }
         double total = stages.Sum(s => s.Seconds);
-        Console.WriteLine($"scoring stages one by one ({paths.Length} images, {paths.Length / total:F2} images/s if run back to back):");
+        Console.WriteLine($"scoring stages one by one, batches of {batch} ({paths.Length} images, {paths.Length / total:F2} images/s if run back to back):");
         foreach (var (name, seconds) in stages)
             Console.WriteLine($"  {name,-17} {seconds * 1e3 / paths.Length,8:F1} ms/image {100 * seconds / total,6:F1} %");
         Console.WriteLine($"distances: {100 * exactFraction:F1} % of the bank's 16-entry groups computed exactly; every entry scanned: " +

@@ -30,6 +30,7 @@ public sealed class CfaModel
     private readonly float[] _weight;
     private readonly float[] _bias;
     private readonly float[] _bank;
+    private PatchMajorDescriptor? _spareDescriptor;
 
     internal CfaModel(IReadOnlyList<LayerShape> layers, int descriptorChannels, int numNearestNeighbors,
         float[] weight, float[] bias, float[] bank)
@@ -95,7 +96,10 @@ public sealed class CfaModel
         if (destination.Length < outputs)
             throw new ArgumentException($"The destination holds {destination.Length} values, {outputs} are needed.", nameof(destination));
 
-        new PatchMajorDescriptor(_layers, DescriptorChannels).Forward(layerMaps, batch, _weight, _bias, destination[..(int)outputs]);
+        // The descriptor's buffers (tens of megabytes a batch) are kept for the next call; concurrent callers get their own.
+        var descriptor = Interlocked.Exchange(ref _spareDescriptor, null) ?? new PatchMajorDescriptor(_layers, DescriptorChannels);
+        descriptor.Forward(layerMaps, batch, _weight, _bias, destination[..(int)outputs]);
+        _spareDescriptor = descriptor;
     }
 
     /// <summary>Writes the model (see the binary format in the source).</summary>

@@ -1,3 +1,4 @@
+using System.Buffers;
 using Anomaly.Vision.Training;
 using Microsoft.ML;
 using Microsoft.ML.Anomaly.Vision;
@@ -64,9 +65,17 @@ public sealed class CfaTransformer : BackboneAnomalyTransformerBase
     private protected override void ScoreFeatures(float[][] layerMaps, int batch, Span<float> scores, Span<float> maps)
     {
         int perImage = _model.GridHeight * _model.GridWidth * _model.DescriptorChannels;
-        var features = GC.AllocateUninitializedArray<float>(batch * perImage);   // Describe writes every value
-        _model.Describe(layerMaps, batch, features);
-        _maps.Generate(features, batch, scores, maps);
+        // Tens of megabytes per batch: a pooled buffer spares the page faults of a fresh one. Describe writes every value.
+        float[] features = ArrayPool<float>.Shared.Rent(batch * perImage);
+        try
+        {
+            _model.Describe(layerMaps, batch, features);
+            _maps.Generate(features, batch, scores, maps);
+        }
+        finally
+        {
+            ArrayPool<float>.Shared.Return(features);
+        }
     }
 
     private protected override void SaveAlgorithm(ModelSaveContext ctx) =>

@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Runtime.CompilerServices;
 using System.Numerics.Tensors;
 using System.Runtime.InteropServices;
@@ -39,29 +40,56 @@ internal static class ImageTensorConverter
     /// <param name="height">Output height in pixels (positive).</param>
     /// <param name="width">Output width in pixels (positive).</param>
     /// <param name="destination">At least 3 × height × width floats.</param>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void ToNormalizedChw(MLImage image, int height, int width, Span<float> destination)
     {
         ArgumentNullException.ThrowIfNull(image);
+        bool bgr = image.PixelFormat switch
+        {
+            MLPixelFormat.Bgra32 => true,
+            MLPixelFormat.Rgba32 => false,
+            var other => throw new ArgumentException($"Images with pixel format {other} are not supported; BGRA32 or RGBA32 is required.", nameof(image)),
+        };
+        ReadOnlySpan<byte> pixels = image.Pixels;
+        int stride = pixels.Length / image.Height;
+        if (stride < 4 * image.Width)
+            throw new ArgumentException($"The image's pixel buffer ({pixels.Length} bytes) is too small for {image.Width}×{image.Height} four-byte pixels.", nameof(image));
+        ToNormalizedChw(pixels, image.Height, image.Width, stride, bgr, height, width, destination);
+    }
+
+    /// <summary>
+    /// Decodes the image file at <paramref name="path"/> strictly (as <see cref="LoadImage"/> does), resizes it to
+    /// <paramref name="height"/> × <paramref name="width"/> and writes it normalized as 3 × height × width floats to
+    /// the start of <paramref name="destination"/>. The decoded pixels live in a pooled buffer, never in an
+    /// <see cref="MLImage"/>: scoring decodes megabytes per image, and fresh buffers cost page faults.
+    /// </summary>
+    /// <exception cref="ArgumentException">The path is null or empty.</exception>
+    /// <exception cref="FileNotFoundException">No file exists at the path.</exception>
+    /// <exception cref="InvalidDataException">The file is not a complete image.</exception>
+    public static void LoadNormalizedChw(string path, int height, int width, Span<float> destination)
+    {
+        byte[] pixels = DecodeRgba(path, out int inHeight, out int inWidth);
+        try
+        {
+            ToNormalizedChw(pixels, inHeight, inWidth, 4 * inWidth, bgr: false, height, width, destination);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(pixels);
+        }
+    }
+
+    /// <summary>The resize and normalization of <see cref="ToNormalizedChw(MLImage, int, int, Span{float})"/> on four-byte pixels, rows <paramref name="stride"/> bytes apart.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void ToNormalizedChw(ReadOnlySpan<byte> pixels, int inHeight, int inWidth, int stride, bool bgr,
+        int height, int width, Span<float> destination)
+    {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(height);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(width);
         long needed = 3L * height * width;
         if (destination.Length < needed)
             throw new ArgumentException($"The destination holds {destination.Length} floats but a 3×{height}×{width} image needs {needed}.", nameof(destination));
 
-        (int r, int g, int b) = image.PixelFormat switch
-        {
-            MLPixelFormat.Bgra32 => (2, 1, 0),
-            MLPixelFormat.Rgba32 => (0, 1, 2),
-            var other => throw new ArgumentException($"Images with pixel format {other} are not supported; BGRA32 or RGBA32 is required.", nameof(image)),
-        };
-
-        int inHeight = image.Height, inWidth = image.Width;
-        ReadOnlySpan<byte> pixels = image.Pixels;
-        int stride = pixels.Length / inHeight;
-        if (stride < 4 * inWidth)
-            throw new ArgumentException($"The image's pixel buffer ({pixels.Length} bytes) is too small for {inWidth}×{inHeight} four-byte pixels.", nameof(image));
-
+        (int r, int g, int b) = bgr ? (2, 1, 0) : (0, 1, 2);
         int plane = height * width;
         Span<int> channelOffsets = [r, g, b];
         ReadOnlySpan<float> mean = Mean, std = StandardDeviation;
@@ -90,7 +118,7 @@ internal static class ImageTensorConverter
         // are filtered at once, one lane per byte; each lane adds in the order a channel on its own would.
         // Every output column takes the same number of taps: weights past a column's own taps are zero, and the row has
         // zero pixels past its end, so the extra terms add exactly nothing.
-        float[] rows = new float[3 * inHeight * width];
+        float[] rows = ArrayPool<float>.Shared.Rent(3 * inHeight * width);
         int taps = horizontal.Taps;
         ReadOnlySpan<float> allWeights = horizontal.Weights;
         var pixelRow = new Vector128<float>[inWidth + taps];
@@ -135,6 +163,7 @@ internal static class ImageTensorConverter
                 TensorPrimitives.Multiply(outRow, invStd, outRow);
             }
         }
+        ArrayPool<float>.Shared.Return(rows);
     }
 
     /// <summary>
@@ -149,6 +178,26 @@ internal static class ImageTensorConverter
     /// <exception cref="InvalidDataException">The file is not a complete image (the message names the file and the decoder's finding).</exception>
     public static MLImage LoadImage(string path)
     {
+        byte[] pixels = DecodeRgba(path, out int height, out int width);
+        try
+        {
+            // Every alpha byte (the high byte of each little-endian RGBA word) set to 255.
+            var words = MemoryMarshal.Cast<byte, uint>(pixels.AsSpan(0, 4 * height * width));
+            TensorPrimitives.BitwiseOr(words, 0xFF000000u, words);
+            return MLImage.CreateFromPixels(width, height, MLPixelFormat.Rgba32, pixels.AsSpan(0, 4 * height * width));
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(pixels);
+        }
+    }
+
+    /// <summary>
+    /// Decodes the file at <paramref name="path"/> strictly into RGBA bytes, colours not multiplied by alpha, rows
+    /// packed; the buffer comes from <see cref="ArrayPool{T}.Shared"/> (it may be longer) and goes back to it.
+    /// </summary>
+    public static byte[] DecodeRgba(string path, out int height, out int width)
+    {
         if (string.IsNullOrEmpty(path))
             throw new ArgumentException("The image path is null or empty.", nameof(path));
         if (!File.Exists(path))
@@ -159,7 +208,7 @@ internal static class ImageTensorConverter
         if (codec is null)
             throw new InvalidDataException($"Image file '{path}' could not be decoded as an image (corrupt file or unsupported format: {opened}).");
         var info = new SKImageInfo(codec.Info.Width, codec.Info.Height, SKColorType.Rgba8888, SKAlphaType.Unpremul);
-        var pixels = new byte[info.BytesSize];
+        byte[] pixels = ArrayPool<byte>.Shared.Rent(info.BytesSize);
         SKCodecResult decoded;
         unsafe
         {
@@ -167,13 +216,15 @@ internal static class ImageTensorConverter
                 decoded = codec.GetPixels(info, (IntPtr)destination);
         }
         if (decoded != SKCodecResult.Success)
+        {
+            ArrayPool<byte>.Shared.Return(pixels);
             throw new InvalidDataException(decoded == SKCodecResult.IncompleteInput
                 ? $"Image file '{path}' is incomplete: it ends before the image data does (a truncated or partly written file)."
                 : $"Image file '{path}' could not be decoded: {decoded} (a corrupt file or an unsupported variant of the format).");
-        // Every alpha byte (the high byte of each little-endian RGBA word) set to 255.
-        var words = MemoryMarshal.Cast<byte, uint>(pixels.AsSpan());
-        TensorPrimitives.BitwiseOr(words, 0xFF000000u, words);
-        return MLImage.CreateFromPixels(info.Width, info.Height, MLPixelFormat.Rgba32, pixels);
+        }
+        height = info.Height;
+        width = info.Width;
+        return pixels;
     }
 
     /// <summary>Per output pixel: the first source pixel and the normalized filter weights (torchvision's anti-aliased linear filter).</summary>

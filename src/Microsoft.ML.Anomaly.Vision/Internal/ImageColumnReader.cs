@@ -104,17 +104,14 @@ internal sealed class ImageColumnReader
 
     private static void Load(string path, long position, string columnName, int height, int width, Span<float> destination)
     {
-        MLImage image;
         try
         {
-            image = ImageTensorConverter.LoadImage(path);
+            ImageTensorConverter.LoadNormalizedChw(path, height, width, destination);
         }
         catch (Exception ex) when (ex is FileNotFoundException or InvalidDataException)
         {
             throw new InvalidDataException($"Row {position} of column '{columnName}': {ex.Message}", ex);
         }
-        using (image)
-            ImageTensorConverter.ToNormalizedChw(image, height, width, destination);
     }
 
     /// <summary>True when a column of <paramref name="type"/> can feed a detector (image or text path).</summary>

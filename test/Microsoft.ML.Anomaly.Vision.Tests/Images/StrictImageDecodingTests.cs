@@ -25,6 +25,33 @@ public sealed class StrictImageDecodingTests
     }
 
     [TestMethod]
+    public void FilesDecodedForScoringEqualTheDecodedImagesWhateverWasDecodedBefore()
+    {
+        string folder = TestImages.NewDirectory();
+        string large = WriteNoisePng(folder, "large.png", 64, 48);
+        string small = Path.Combine(folder, "small.png");
+        var pixels = new byte[20 * 30 * 3];
+        new Random(7).NextBytes(pixels);
+        PngEncoder.Write(small, pixels, 20, 30, 3);
+        string truncated = Path.Combine(folder, "truncated.png");
+        byte[] bytes = File.ReadAllBytes(large);
+        File.WriteAllBytes(truncated, bytes[..(bytes.Length / 2)]);
+
+        // Pooled buffers come back holding the previous file's pixels; a smaller file after a larger one must not see them.
+        foreach (string path in new[] { large, small, large, small })
+        {
+            var fromFile = new float[3 * 16 * 24];
+            ImageTensorConverter.LoadNormalizedChw(path, 16, 24, fromFile);
+            var fromImage = new float[3 * 16 * 24];
+            using (MLImage image = ImageTensorConverter.LoadImage(path))
+                ImageTensorConverter.ToNormalizedChw(image, 16, 24, fromImage);
+            CollectionAssert.AreEqual(fromImage, fromFile, Path.GetFileName(path));
+        }
+        var ex = Assert.ThrowsExactly<InvalidDataException>(() => ImageTensorConverter.LoadNormalizedChw(truncated, 16, 24, new float[3 * 16 * 24]));
+        StringAssert.Contains(ex.Message, truncated);
+    }
+
+    [TestMethod]
     public void TransparentPixelsKeepTheirColourAsConvertRgbDoes()
     {
         string folder = TestImages.NewDirectory();
