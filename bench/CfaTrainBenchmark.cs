@@ -1,4 +1,3 @@
-using System.Buffers;
 using System.Diagnostics;
 using Anomaly.Vision.Training;
 using Microsoft.ML;
@@ -278,20 +277,7 @@ internal static class CfaTrainBenchmark
             for (int start = 0; start < paths.Length; start += batch)
             {
                 int n = Math.Min(batch, paths.Length - start);
-                // Decode, then resize and normalise, one image per core, as the transformer's loads run.
-                var decoded = new (byte[] Pixels, int Height, int Width)[n];
-                Time(0, () => Parallel.For(0, n, i =>
-                {
-                    byte[] pixels = ImageTensorConverter.DecodeRgba(paths[start + i], out int height, out int width);
-                    decoded[i] = (pixels, height, width);
-                }));
-                Time(1, () => Parallel.For(0, n, i =>
-                {
-                    var (pixels, height, width) = decoded[i];
-                    ImageTensorConverter.ToNormalizedChw(pixels, height, width, 4 * width, bgr: false, size, size, images.AsSpan(i * imageFloats, imageFloats));
-                }));
-                foreach (var (pixels, _, _) in decoded)
-                    ArrayPool<byte>.Shared.Return(pixels);
+                ImageStages.Load(paths, start, n, size, images, Time);
                 float[][] maps = [];
                 Time(2, () => maps = backbone.Run(images.AsSpan(0, n * imageFloats), n, size, size));
                 for (int i = 0; i < n && cfa is null && source.Count < fitImages; i++)

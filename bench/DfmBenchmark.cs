@@ -75,7 +75,7 @@ internal static class DfmBenchmark
         }
     }
 
-    /// <summary>Fit's and scoring's stages one after the other on one thread's worth of calls, with their shares.</summary>
+    /// <summary>Fit's and scoring's stages one after the other, batch by batch (decode and resize one image per core, as the transformer runs them), with their shares.</summary>
     private static void Stages(BackboneModel backboneModel, string[] train, string[] score, int size, DfmScoreType scoreType)
     {
         using var backbone = OnnxBackbone.FromBytes(backboneModel.GetOnnxBytes(), [Layer]);
@@ -118,13 +118,7 @@ internal static class DfmBenchmark
         {
             int n = Math.Min(batch, paths.Length - start);
             var images = new float[n * imageFloats];
-            for (int i = 0; i < n; i++)
-            {
-                MLImage? image = null;
-                clock.Time(0, () => image = ImageTensorConverter.LoadImage(paths[start + i]));
-                using (image)
-                    clock.Time(1, () => ImageTensorConverter.ToNormalizedChw(image!, size, size, images.AsSpan(i * imageFloats, imageFloats)));
-            }
+            ImageStages.Load(paths, start, n, size, images, clock.Time);
             float[][] maps = [];
             clock.Time(2, () => maps = backbone.Run(images, n, size, size));
             yield return maps[0];
