@@ -181,10 +181,11 @@ internal static class ImageTensorConverter
         byte[] pixels = DecodeRgba(path, out int height, out int width);
         try
         {
+            Span<byte> image = pixels.AsSpan(0, 4 * height * width);
             // Every alpha byte (the high byte of each little-endian RGBA word) set to 255.
-            var words = MemoryMarshal.Cast<byte, uint>(pixels.AsSpan(0, 4 * height * width));
+            var words = MemoryMarshal.Cast<byte, uint>(image);
             TensorPrimitives.BitwiseOr(words, 0xFF000000u, words);
-            return MLImage.CreateFromPixels(width, height, MLPixelFormat.Rgba32, pixels.AsSpan(0, 4 * height * width));
+            return MLImage.CreateFromPixels(width, height, MLPixelFormat.Rgba32, image);
         }
         finally
         {
