@@ -99,7 +99,7 @@ internal sealed class CfaCpuStep
         using (var scope = NewDisposeScope())
         {
             var nearest = CfaTensors.FromArray(_distances.AsSpan(0, rows * _k), new long[] { images, patches, _k }).requires_grad_(true);
-            var scaled = CfaLoss.FromNearest(nearest, 2, _nearestNeighbors, _hardNegatives, _radius) * share;
+            var scaled = CfaLoss.FromNearest(nearest, 2, _nearestNeighbors, _hardNegatives, _radius).Mul(share);
             scaled.backward();
             loss = scaled.item<float>();
             distanceGradient = CfaTensors.ToArray(nearest.grad!);
@@ -117,6 +117,6 @@ internal sealed class CfaCpuStep
         using var scope = NewDisposeScope();
         var weightGradient = CfaTensors.FromArray(_weightGradient, _descriptor.Weight.shape);
         var biasGradient = CfaTensors.FromArray(_biasGradient, _descriptor.Bias.shape);
-        ((_descriptor.Weight * weightGradient).sum() + (_descriptor.Bias * biasGradient).sum()).backward();
+        (_descriptor.Weight * weightGradient).sum().Add((_descriptor.Bias * biasGradient).sum()).backward();
     }
 }

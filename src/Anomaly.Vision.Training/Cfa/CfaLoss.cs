@@ -43,12 +43,12 @@ internal static class CfaLoss
             throw new ArgumentException($"Expected {k} distances per patch, got {nearest.shape[entryDim]}.", nameof(nearest));
         float r2 = radius * radius;
 
-        var attract = nearest.narrow(entryDim, 0, nearestNeighbors) - r2;
+        var attract = nearest.narrow(entryDim, 0, nearestNeighbors).Sub(r2);
         var attraction = maximum(zeros_like(attract), attract).mean();
 
-        var repel = r2 - nearest.narrow(entryDim, hardNegatives, k - hardNegatives);
-        var repulsion = maximum(zeros_like(repel), repel - Margin).mean();
+        var repel = ScalarMath.SubFrom(r2, nearest.narrow(entryDim, hardNegatives, k - hardNegatives));
+        var repulsion = maximum(zeros_like(repel), repel.Sub(Margin)).mean();
 
-        return (attraction + repulsion) * Scale;
+        return attraction.Add(repulsion).Mul(Scale);
     }
 }

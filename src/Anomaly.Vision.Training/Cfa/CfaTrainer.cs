@@ -122,9 +122,9 @@ public static class CfaTrainer
                         ? descriptor.Forward(maps).sum(new long[] { 0 })
                         : CfaTensors.FromArray(cpu.Describe(maps), new long[] { indices.Length, patches, descriptor.OutChannels })
                             .sum(new long[] { 0 }).permute(1, 0).reshape(descriptor.OutChannels, layers[0].Height, layers[0].Width);
-                    sum = sum is null ? chunkSum : sum.add_(chunkSum);
+                    sum = sum is null ? chunkSum : sum.AddInPlace(chunkSum);
                 }
-                var next = MemoryBank.Accumulate(running, sum!.div_((float)n), batchIndex);
+                var next = MemoryBank.Accumulate(running, sum!.DivInPlace((double)n), batchIndex);
                 running?.Dispose();
                 running = next.MoveToOuterDisposeScope();
                 progress?.Report(new TrainingProgress("memory bank", start + n, count, double.NaN));
@@ -153,10 +153,10 @@ public static class CfaTrainer
         if (cpu is null)
         {
             bankT = CfaTensors.FromArray(bank, new long[] { bankSize, descriptor.OutChannels }).to(device);
-            kernel = (-2 * bankT).reshape(bankSize, descriptor.OutChannels, 1, 1);
-            norms = bankT.pow(2).sum(1);
+            kernel = bankT.Mul(-2).reshape(bankSize, descriptor.OutChannels, 1, 1);
+            norms = bankT.Square().sum(1);
         }
-        var optimizer = optim.AdamW(descriptor.Parameters(), lr: options.LearningRate, weight_decay: options.WeightDecay, amsgrad: true);
+        using var optimizer = TorchAdam.AdamW(descriptor.Parameters(), options.LearningRate, options.WeightDecay, amsgrad: true);
 
         int count = features.Count;
         var order = Enumerable.Range(0, count).ToArray();
@@ -170,7 +170,7 @@ public static class CfaTrainer
             {
                 cancellationToken.ThrowIfCancellationRequested();
                 int n = Math.Min(options.BatchSize, count - start);
-                optimizer.zero_grad();
+                optimizer.ZeroGrad();
                 cpu?.Begin();
                 for (int offset = 0; offset < n; offset += chunks.ImagesPerChunk)
                 {
@@ -189,13 +189,13 @@ public static class CfaTrainer
                     // is taken on the k values and carried to the features in closed form (see MemoryBank.FeatureGradient).
                     var (nearest, indices) = MemoryBank.Nearest(target, kernel!, norms!, k, chunks.EntriesPerChunk);
                     nearest.requires_grad_(true);
-                    var loss = CfaLoss.FromNearest(nearest, 1, options.NumNearestNeighbors, options.NumHardNegativeFeatures, options.Radius) * share;
+                    var loss = CfaLoss.FromNearest(nearest, 1, options.NumNearestNeighbors, options.NumHardNegativeFeatures, options.Radius).Mul(share);
                     loss.backward();
                     target.backward(new[] { MemoryBank.FeatureGradient(target, nearest.grad!, indices, bankT!) });
                     lossSum += loss.item<float>();
                 }
                 cpu?.ApplyGradients();
-                optimizer.step();
+                optimizer.Step();
                 steps++;
             }
             progress?.Report(new TrainingProgress("training", epoch + 1, options.Epochs, lossSum / steps));

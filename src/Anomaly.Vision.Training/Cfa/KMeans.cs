@@ -41,7 +41,7 @@ internal static class KMeans
             {
                 var c = CfaTensors.FromArray(centres, new long[] { clusters, dimension });
                 var cross = F.conv2d(pointsImage, c.reshape(clusters, dimension, 1, 1)).reshape(clusters, count);
-                var distances = c.pow(2).sum(1, keepdim: true) - 2 * cross;      // ‖p‖² is the same for every centre
+                var distances = c.Square().sum(1, keepdim: true) - cross.Mul(2);      // ‖p‖² is the same for every centre
                 var assigned = distances.argmin(0).contiguous();
                 System.Runtime.InteropServices.MemoryMarshal.Cast<byte, long>(assigned.bytes).CopyTo(labels);
             }

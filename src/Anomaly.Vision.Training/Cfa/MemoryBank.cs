@@ -17,9 +17,9 @@ internal static class MemoryBank
     /// <returns>Distances [B, M, H, W] (entries along dimension 1).</returns>
     public static Tensor SquaredDistances(Tensor features, Tensor bankAsKernel, Tensor bankSquaredNorms)
     {
-        var featureNorms = features.pow(2).sum(1, keepdim: true);
+        var featureNorms = features.Square().sum(1, keepdim: true);
         var cross = F.conv2d(features, bankAsKernel);
-        return featureNorms + bankSquaredNorms - 2 * cross;
+        return featureNorms.Add(bankSquaredNorms) - cross.Mul(2);
     }
 
     /// <summary>
@@ -56,13 +56,13 @@ internal static class MemoryBank
                 var (v, i) = partial.topk((int)Math.Min(k, count), 1, largest: false, sorted: true);
                 partial.Dispose();
                 chunkValues.Add(v);
-                chunkIndices.Add(i.add_(start));
+                chunkIndices.Add(i.AddInPlace(start));
             }
             var (merged, position) = cat(chunkValues, 1).topk(k, 1, largest: false, sorted: true);
             values = merged;
             indices = cat(chunkIndices, 1).gather(1, position);
         }
-        return (values.add_(detached.pow(2).sum(1, keepdim: true)), indices);
+        return (values.AddInPlace(detached.Square().sum(1, keepdim: true)), indices);
     }
 
     /// <summary>
@@ -92,14 +92,14 @@ internal static class MemoryBank
             }
             else
             {
-                weighted.add_(entries);
+                weighted.AddInPlace(entries);
                 entries.Dispose();
             }
         }
         var gradient = features.detach() * distanceGradient.sum(1, keepdim: true);
         gradient.sub_(weighted!.permute(0, 3, 1, 2));
         weighted.Dispose();
-        return gradient.mul_(2);
+        return gradient.MulInPlace(2);
     }
 
     /// <summary>
@@ -132,7 +132,7 @@ internal static class MemoryBank
     }
 
     /// <summary>‖c‖² of each bank entry [M, C], shaped [1, M, 1, 1].</summary>
-    public static Tensor SquaredNorms(Tensor bank) => bank.pow(2).sum(1).reshape(1, -1, 1, 1);
+    public static Tensor SquaredNorms(Tensor bank) => bank.Square().sum(1).reshape(1, -1, 1, 1);
 
     /// <summary>
     /// Folds one batch's mean into the running bank as anomalib's CFA does: bank ← (bank·i + batchMean) / (i + 1),
@@ -145,7 +145,7 @@ internal static class MemoryBank
     {
         if (running is null)
             return batchMean;
-        return (running * batchIndex + batchMean) / (batchIndex + 1);
+        return running.Mul(batchIndex).Add(batchMean).Div(batchIndex + 1);
     }
 
     /// <summary>A [C, H, W] map as a patch-major [H·W, C] bank.</summary>

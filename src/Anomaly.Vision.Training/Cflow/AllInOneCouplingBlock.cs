@@ -55,7 +55,8 @@ internal sealed class AllInOneCouplingBlock : IDisposable
         var b1 = Uniform(new long[] { hidden }, 1.0 / Math.Sqrt(inputs), generator);
         var w2 = Uniform(new long[] { outputs, hidden }, 1.0 / Math.Sqrt(hidden), generator);
         var b2 = Uniform(new long[] { outputs }, 1.0 / Math.Sqrt(hidden), generator);
-        var g = full(new long[] { channels }, InitialGlobalScale, float64);
+        using var initialScale = InitialGlobalScale.ToScalar();
+        var g = full(new long[] { channels }, initialScale, float64);
         var offset = zeros(new long[] { channels }, float64);
         Tensor permutation;
         if (permuteSoft)
@@ -170,12 +171,12 @@ internal sealed class AllInOneCouplingBlock : IDisposable
         var x1 = x.narrow(-1, 0, Split1);
         var x2 = x.narrow(-1, Split1, Split2);
         var (s, t) = Coefficients(x1, conditionHidden);
-        var transformed = x2 * s.exp() + t;
+        var transformed = (x2 * s.exp()).Add(t);
         var logDet = s.sum(-1);
         var u = cat(new[] { x1, transformed }, -1);
         var scale = GlobalScaleActivation();
-        var y = Permute(u * scale + GlobalOffset);
-        return (y, logDet + scale.log().sum());
+        var y = Permute((u * scale).Add(GlobalOffset));
+        return (y, logDet.Add(scale.log().sum()));
     }
 
     /// <summary>Maps y back to x (the inverse of <see cref="Forward"/>).</summary>
@@ -194,7 +195,18 @@ internal sealed class AllInOneCouplingBlock : IDisposable
     }
 
     /// <summary>σ = 0.1 · softplus(g) with β = 0.5, per channel.</summary>
-    public Tensor GlobalScaleActivation() => F.softplus(GlobalScale, 0.5, 20.0) * 0.1;
+    /// <remarks>
+    /// What <c>F.softplus(g, 0.5, 20)</c> computes, (1/β)·log(1 + exp(β·g)), or g where β·g &gt; 20, written with
+    /// <see cref="ScalarMath"/>: F.softplus makes its Scalars on the fly. The exponent is clamped at the threshold so that
+    /// the unused branch has a finite gradient.
+    /// </remarks>
+    public Tensor GlobalScaleActivation()
+    {
+        const double beta = 0.5, threshold = 20.0;
+        var scaled = GlobalScale.Mul(beta);
+        var soft = scaled.ClampMax(threshold).exp().log1p().Div(beta);
+        return where(scaled.Greater(threshold), GlobalScale, soft).Mul(0.1);
+    }
 
     /// <summary>
     /// A copy of this block for inference with a fixed grid of conditions: weights pre-transposed and
@@ -210,8 +222,8 @@ internal sealed class AllInOneCouplingBlock : IDisposable
             Split1, Split2, Clamp,
             Weight1.narrow(1, 0, Split1).contiguous(),
             ConditionHidden(condition).t().reshape(Hidden, 1, positions),
-            (Weight2 * CouplingScale).contiguous(),
-            (Bias2 * CouplingScale).reshape(2 * Split2, 1, 1),
+            Weight2.Mul(CouplingScale).contiguous(),
+            Bias2.Mul(CouplingScale).reshape(2 * Split2, 1, 1),
             GlobalScaleActivation().reshape(Channels, 1, 1),
             GlobalScaleActivation().log().sum().to(ScalarType.Float64).item<double>(),
             GlobalOffset.detach().reshape(Channels, 1, 1).clone(),
@@ -235,9 +247,9 @@ internal sealed class AllInOneCouplingBlock : IDisposable
 
     private (Tensor S, Tensor T) Coefficients(Tensor x1, Tensor conditionHidden)
     {
-        var hidden = F.relu(F.linear(x1, Weight1.narrow(1, 0, Split1)) + conditionHidden);
-        var a = F.linear(hidden, Weight2, Bias2) * CouplingScale;
-        var s = a.narrow(-1, 0, Split2).tanh() * Clamp;
+        var hidden = F.relu(F.linear(x1, Weight1.narrow(1, 0, Split1)).Add(conditionHidden));
+        var a = F.linear(hidden, Weight2, Bias2).Mul(CouplingScale);
+        var s = a.narrow(-1, 0, Split2).tanh().Mul(Clamp);
         var t = a.narrow(-1, Split2, Split2);
         return (s, t);
     }
@@ -257,13 +269,13 @@ internal sealed class AllInOneCouplingBlock : IDisposable
         }
         var indices = permutation.to(int64, CPU);
         var inverse = empty_like(indices);
-        inverse.index_put_(arange(Channels, dtype: int64), indices);
+        inverse.index_put_(tensor(Enumerable.Range(0, Channels).Select(i => (long)i).ToArray()), indices);
         _permutation = indices.to(device).DetachFromDisposeScope();
         _inversePermutation = inverse.to(device).DetachFromDisposeScope();
     }
 
     private static Tensor Uniform(long[] shape, double bound, Generator generator) =>
-        rand(shape, dtype: float64, generator: generator) * (2 * bound) - bound;
+        rand(shape, dtype: float64, generator: generator).Mul(2 * bound).Sub(bound);
 
     /// <summary>A random rotation (orthogonal, determinant +1): Q of the QR decomposition of a Gaussian matrix,
     /// with column signs fixed by R's diagonal so that it is uniformly distributed, and one column flipped when
@@ -273,7 +285,8 @@ internal sealed class AllInOneCouplingBlock : IDisposable
         var gaussian = randn(new long[] { n, n }, dtype: float64, generator: generator);
         var (q, r) = linalg.qr(gaussian);
         var signs = r.diagonal().sign();
-        signs = where(signs == 0, ones_like(signs), signs);
+        using var zero = 0.ToScalar();
+        signs = where(signs.eq(zero), ones_like(signs), signs);
         q = q * signs.unsqueeze(0);
         if (linalg.det(q).item<double>() < 0)
             q[TensorIndex.Colon, 0] = -q[TensorIndex.Colon, 0];
@@ -336,17 +349,17 @@ internal sealed class FrozenCouplingBlock : IDisposable
         var x1 = x.narrow(0, 0, _split1);
         var x2 = x.narrow(0, _split1, _split2);
         var hidden = _weight1Features.mm(x1.reshape(_split1, images * positions)).view(-1, images, positions);
-        hidden.add_(_conditionHidden).relu_();
+        hidden.AddInPlace(_conditionHidden).relu_();
         var a = _weight2.mm(hidden.view(-1, images * positions)).view(-1, images, positions);
-        a.add_(_bias2);
+        a.AddInPlace(_bias2);
         var s = a.narrow(0, 0, _split2);
-        s.tanh_().mul_(_clamp);
-        logDet.add_(s.sum(0, keepdim: false)).add_(_logScaleSum);
+        s.tanh_().MulInPlace(_clamp);
+        logDet.AddInPlace(s.sum(0, keepdim: false)).AddInPlace(_logScaleSum);
         s.exp_();
         var transformed = x2 * s;
-        transformed.add_(a.narrow(0, _split2, _split2));
+        transformed.AddInPlace(a.narrow(0, _split2, _split2));
         var u = cat(new[] { x1, transformed }, 0);
-        u.mul_(_scale).add_(_offset);
+        u.mul_(_scale).AddInPlace(_offset);
         return _rotation is null
             ? u.index_select(0, _permutation!)
             : _rotation.mm(u.view(u.shape[0], images * positions)).view(-1, images, positions);

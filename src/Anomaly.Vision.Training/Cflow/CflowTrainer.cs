@@ -28,7 +28,7 @@ public static class CflowTrainer
         Train(features, options, progress, cancellationToken, throughLibTorch: false);
 
     /// <summary>Trains the decoders with <see cref="CflowCpuStep"/> on the CPU or, off the CPU (and on it for
-    /// comparison), through LibTorch: autograd and torch.optim.Adam.</summary>
+    /// comparison), through LibTorch: autograd and torch.optim.Adam's update (<see cref="TorchAdam"/>).</summary>
     internal static CflowModel Train(IFeatureSource features, CflowTrainingOptions options,
         IProgress<TrainingProgress>? progress, CancellationToken cancellationToken, bool throughLibTorch)
     {
@@ -82,11 +82,11 @@ public static class CflowTrainer
             // are independent, so on the CPU they train in parallel, one thread each, on the same fiber batches.
             bool handWritten = !throughLibTorch && device.type == DeviceType.CPU;
             var steps = handWritten ? flows.Select(f => new CflowCpuStep(f, options.LearningRate)).ToArray() : null;
-            var optimizers = handWritten ? null : flows.Select(f => optim.Adam(f.Parameters(), options.LearningRate)).ToArray();
+            var optimizers = handWritten ? null : flows.Select(f => TorchAdam.Adam(f.Parameters(), options.LearningRate)).ToArray();
             try
             {
                 var buffers = layers.Select(s => new float[fullBatch * s.Size]).ToArray();
-                var codeValues = steps?.Select((_, l) => MemoryMarshal.Cast<byte, float>(codes[l].cpu().contiguous().bytes).ToArray()).ToArray();
+                var codeValues = steps?.Select((_, l) => CfaTensors.ToArray(codes[l])).ToArray();
                 var shuffles = new long[layers.Count][];
                 var losses = new double[layers.Count];
                 // The largest layers first, so that the last to start is the smallest.
@@ -193,7 +193,7 @@ public static class CflowTrainer
     }
 
     /// <summary>Trains one layer's decoder on one image batch through LibTorch; returns the loss sum.</summary>
-    private static double TrainLayer(ConditionalFlow flow, optim.Optimizer optimizer, float[] buffer, int batch, LayerShape shape,
+    private static double TrainLayer(ConditionalFlow flow, TorchAdam optimizer, float[] buffer, int batch, LayerShape shape,
         long[] shuffle, Tensor code, int fiberBatchSize, Device device, CancellationToken cancellationToken)
     {
         int positions = shape.Height * shape.Width;
@@ -209,11 +209,11 @@ public static class CflowTrainer
             using var step = NewDisposeScope();
             var index = order.narrow(0, start, length);
             var (mean, perFiber) = flow.Loss(fibers.index_select(0, index), conditions.index_select(0, index));
-            optimizer.zero_grad();
+            optimizer.ZeroGrad();
             mean.backward();
-            optimizer.step();
+            optimizer.Step();
             using (no_grad())
-                lossSum.add_(perFiber.detach().sum().to(ScalarType.Float64));
+                lossSum.AddInPlace(perFiber.detach().sum().to(ScalarType.Float64));
         }
         return lossSum.item<double>();
     }

@@ -68,7 +68,7 @@ internal sealed class ConditionalFlow : IDisposable
         {
             var (y, j) = Blocks[k].Forward(x, conditionHidden[k]);
             x = y;
-            logDet = logDet is null ? j : logDet + j;
+            logDet = logDet is null ? j : logDet.Add(j);
         }
         return (x, logDet!);
     }
@@ -92,8 +92,8 @@ internal sealed class ConditionalFlow : IDisposable
     public Tensor LogLikelihood(Tensor x, IReadOnlyList<Tensor> conditionHidden)
     {
         var (z, logDet) = Forward(x, conditionHidden);
-        var logp = logDet - 0.5 * z.square().sum(-1) - Channels * LogSqrtTwoPi;
-        return logp / Channels;
+        var logp = (logDet - z.Square().sum(-1).Mul(0.5)).Sub(Channels * LogSqrtTwoPi);
+        return logp.Div((long)Channels);
     }
 
     /// <summary>Training loss of a fiber batch: mean(−log σ(log-likelihood per dimension)); also returns the per-fiber losses.</summary>
@@ -141,7 +141,7 @@ internal sealed class FrozenConditionalFlow : IDisposable
         foreach (var block in _blocks)
             x = block.Forward(x, logDet);
         // (logdet − ½‖z‖² − C·log √(2π)) / C
-        logDet.sub_(x.square().sum(0, keepdim: false).mul_(0.5)).sub_(_channels * LogSqrtTwoPi).div_(_channels);
+        logDet.sub_(x.Square().sum(0, keepdim: false).MulInPlace(0.5)).SubInPlace(_channels * LogSqrtTwoPi).DivInPlace((long)_channels);
         return logDet;
     }
 

@@ -83,7 +83,7 @@ internal sealed class Pca
         double energy = 0;
         foreach (double v in singular)
             energy += v * v;
-        double scale = data.square().sum().item<double>();
+        double scale = data.Square().sum().item<double>();
         if (!(energy > 1e-20 * scale) || energy == 0)
             throw new ArgumentException(
                 $"The {n} training feature vectors are (nearly) identical: their variance is zero, so no principal components exist. " +

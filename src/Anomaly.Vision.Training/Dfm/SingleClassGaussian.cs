@@ -50,7 +50,7 @@ internal sealed class SingleClassGaussian
     {
         long k = data.shape[0], n = data.shape[1];
         var mean = data.mean(new long[] { 1 });
-        var scaled = (data - mean.reshape(-1, 1)) / Math.Sqrt(n);
+        var scaled = (data - mean.reshape(-1, 1)).Div(Math.Sqrt(n));
         var (u, s, _) = linalg.svd(scaled, fullMatrices: false);
         double[] sigma = Pca.ToDoubles(s);
         if (sigma.Length < k || !(sigma[^1] > 1e-9 * sigma[0]))
