@@ -196,9 +196,10 @@ internal sealed class AllInOneCouplingBlock : IDisposable
 
     /// <summary>σ = 0.1 · softplus(g) with β = 0.5, per channel.</summary>
     /// <remarks>
-    /// What <c>F.softplus(g, 0.5, 20)</c> computes, (1/β)·log(1 + exp(β·g)), or g where β·g &gt; 20, written with
-    /// <see cref="ScalarMath"/>: F.softplus makes its Scalars on the fly. The exponent is clamped at the threshold so that
-    /// the unused branch has a finite gradient.
+    /// <c>F.softplus(g, 0.5, 20)</c>, (1/β)·log(1 + exp(β·g)) or g where β·g &gt; 20, written with <see cref="ScalarMath"/>
+    /// because F.softplus makes its Scalars on the fly; LibTorch's fused kernel rounds a few values differently in the last
+    /// place. The exponent is clamped at the threshold so that the unused branch has a finite gradient. Only the LibTorch
+    /// paths (training through LibTorch, scoring off the CPU) use it; the CPU kernels compute σ in C#.
     /// </remarks>
     public Tensor GlobalScaleActivation()
     {
