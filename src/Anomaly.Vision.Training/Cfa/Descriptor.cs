@@ -29,9 +29,13 @@ internal sealed class Descriptor : IDisposable
         OutChannels = (int)weight.shape[0];
         GridHeight = Layers[0].Height;
         GridWidth = Layers[0].Width;
+        // The scope keeps every temporary referenced until the native call that reads it has returned.
+        using var scope = NewDisposeScope();
         Weight = nn.Parameter(weight.to(device));
+        Weight.DetachFromDisposeScope();
         Bias = nn.Parameter(bias.to(device));
-        _coordinates = Coordinates(GridHeight, GridWidth, device);
+        Bias.DetachFromDisposeScope();
+        _coordinates = Coordinates(GridHeight, GridWidth, device).DetachFromDisposeScope();
     }
 
     public LayerShape[] Layers { get; }
@@ -90,7 +94,10 @@ internal sealed class Descriptor : IDisposable
                 values[height * width + y * width + x] = (float)x / (width - 1) * 2 - 1;
             }
         }
-        return CfaTensors.FromArray(values, new long[] { 1, 2, height, width }).to(device);
+        var host = CfaTensors.FromArray(values, new long[] { 1, 2, height, width });
+        var coordinates = host.to(device);
+        GC.KeepAlive(host);   // referenced until the copy has returned, whatever scope the caller has
+        return coordinates;
     }
 
     /// <summary>Current weight as a row-major [Out, In + 2] array.</summary>

@@ -349,6 +349,7 @@ public sealed class CflowModel : IDisposable
 
     internal static void CopyTo(Tensor tensor, Span<float> destination)
     {
+        using var scope = NewDisposeScope();
         var host = tensor.to(ScalarType.Float32, CPU).contiguous();
         MemoryMarshal.Cast<byte, float>(host.bytes).CopyTo(destination);
     }

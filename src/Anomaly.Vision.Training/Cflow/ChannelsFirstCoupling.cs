@@ -13,7 +13,12 @@ namespace Anomaly.Vision.Training;
 internal static class ChannelsFirstCoupling
 {
     /// <summary>A parameter's float32 values, copied.</summary>
-    public static float[] Values(Tensor t) => MemoryMarshal.Cast<byte, float>(t.detach().contiguous().bytes).ToArray();
+    public static float[] Values(Tensor t)
+    {
+        // The scope keeps the temporaries referenced until their values have been copied.
+        using var scope = NewDisposeScope();
+        return MemoryMarshal.Cast<byte, float>(t.detach().contiguous().bytes).ToArray();
+    }
 
     /// <summary>σ = 0.1 · softplus(g) with β = 0.5 (and softplus's threshold 20 on β·g), per channel; returns Σ log σ.</summary>
     public static float ScaleActivation(ReadOnlySpan<float> globalScale, Span<float> sigma)
