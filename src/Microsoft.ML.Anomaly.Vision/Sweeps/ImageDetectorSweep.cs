@@ -147,7 +147,7 @@ public sealed class ImageDetectorSweep
 
     private static void Release(SweepTrialResult result)
     {
-        result.Model?.Dispose();
+        result.Model?.Release();
         result.Model = null;
     }
 
@@ -301,7 +301,7 @@ public sealed class ImageDetectorSweep
         }
         catch (Exception e) when (e is not OperationCanceledException)
         {
-            model?.Dispose();
+            model?.Release();
             result.Error = e.Message;
             result.TrainSeconds = clock.Elapsed.TotalSeconds;
             channel.Warning($"Trial {number} ({trial.Description}) failed: {e.Message}");
@@ -309,7 +309,7 @@ public sealed class ImageDetectorSweep
         }
         catch
         {
-            model?.Dispose();
+            model?.Release();
             throw;
         }
     }
