@@ -26,19 +26,24 @@ public static class AnomalyVisionEvaluationCatalog
     /// metrics. An empty path means an all-good mask. Masks are resized by nearest neighbour to H×W; a pixel whose
     /// value is above 0 in any channel is anomalous.
     /// </param>
+    /// <param name="maxImagePixels">
+    /// Largest mask read, in pixels (see <see cref="ImageAnomalyDetectorOptions.MaxImagePixels"/>); a larger one is an error naming its file.
+    /// </param>
     /// <returns>The metrics; pixel metrics are null when they were skipped.</returns>
     /// <exception cref="ArgumentException">
     /// A column is missing or has the wrong type (the message names it), only one class of images (or of pixels)
     /// is present, or a score or map value is not finite.
     /// </exception>
+    /// <exception cref="InvalidDataException">A mask file is not a complete image, not a regular file, or larger than <paramref name="maxImagePixels"/>.</exception>
     public static ImageAnomalyMetrics EvaluateImageAnomalies(this AnomalyDetectionCatalog catalog, IDataView scored,
         string labelColumnName = "Label", string scoreColumnName = "Score", string? anomalyMapColumnName = "AnomalyMap",
-        string? maskPathColumnName = "MaskPath")
+        string? maskPathColumnName = "MaskPath", long maxImagePixels = ImageAnomalyDetectorOptions.DefaultMaxImagePixels)
     {
         ArgumentNullException.ThrowIfNull(catalog);
         ArgumentNullException.ThrowIfNull(scored);
         ArgumentException.ThrowIfNullOrEmpty(labelColumnName);
         ArgumentException.ThrowIfNullOrEmpty(scoreColumnName);
+        ImageAnomalyDetectorOptions.ValidateMaxImagePixels(maxImagePixels, nameof(maxImagePixels), nameof(maxImagePixels));
 
         var schema = scored.Schema;
         var label = FindColumn(schema, labelColumnName, nameof(labelColumnName));
@@ -97,7 +102,7 @@ public static class AnomalyVisionEvaluationCatalog
                     mapBuffer.CopyTo(dense);
                     maskGetter!(ref maskPath);
                     string path = maskPath.ToString().Trim();
-                    bool[] maskPixels = path.Length == 0 ? [] : ImagePixels.LoadMask(path, height, width);
+                    bool[] maskPixels = path.Length == 0 ? [] : ImagePixels.LoadMask(path, height, width, maxImagePixels);
                     try
                     {
                         histogram!.Add(dense, maskPixels, height, width);

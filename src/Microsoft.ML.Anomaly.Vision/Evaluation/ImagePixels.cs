@@ -5,10 +5,10 @@ namespace Microsoft.ML.Anomaly.Vision.Evaluation;
 /// <summary>Reading images and masks as plain pixel arrays, with nearest / bilinear resizing.</summary>
 internal static class ImagePixels
 {
-    /// <summary>Loads an image file as row-major RGB bytes (3 per pixel). Errors name the path.</summary>
-    public static byte[] LoadRgb(string path, out int height, out int width)
+    /// <summary>Loads an image file of at most <paramref name="maxPixels"/> pixels as row-major RGB bytes (3 per pixel). Errors name the path.</summary>
+    public static byte[] LoadRgb(string path, long maxPixels, out int height, out int width)
     {
-        MLImage image = ImageTensorConverter.LoadImage(path);
+        MLImage image = ImageTensorConverter.LoadImage(path, maxPixels);
         using (image)
         {
             height = image.Height;
@@ -31,12 +31,12 @@ internal static class ImagePixels
     }
 
     /// <summary>
-    /// Loads a ground-truth mask, resized by nearest neighbour to <paramref name="height"/>×<paramref name="width"/>;
-    /// a pixel is anomalous when any colour channel is above 0.
+    /// Loads a ground-truth mask of at most <paramref name="maxPixels"/> pixels, resized by nearest neighbour to
+    /// <paramref name="height"/>×<paramref name="width"/>; a pixel is anomalous when any colour channel is above 0.
     /// </summary>
-    public static bool[] LoadMask(string path, int height, int width)
+    public static bool[] LoadMask(string path, int height, int width, long maxPixels)
     {
-        var rgb = LoadRgb(path, out int h, out int w);
+        var rgb = LoadRgb(path, maxPixels, out int h, out int w);
         var mask = new bool[height * width];
         for (int y = 0; y < height; y++)
         {

@@ -72,7 +72,7 @@ public abstract partial class ImageAnomalyTransformerBase
             : base(parent, 1)
         {
             _row = row;
-            _reader = new ImageColumnReader(row, imageColumn);
+            _reader = new ImageColumnReader(row, imageColumn, parent.MaxImagePixels);
         }
 
         public override int Current()
@@ -129,7 +129,7 @@ public abstract partial class ImageAnomalyTransformerBase
             if (_lookahead is null)
             {
                 _lookahead = _source.GetRowCursor([_imageColumn]);
-                _reader = new ImageColumnReader(_lookahead, _imageColumn);
+                _reader = new ImageColumnReader(_lookahead, _imageColumn, Parent.MaxImagePixels);
             }
 
             if (_nextLoad is not null)

@@ -13,14 +13,19 @@ internal sealed class ImageColumnReader
     private readonly string _columnName;
     private readonly ValueGetter<MLImage>? _imageGetter;
     private readonly ValueGetter<ReadOnlyMemory<char>>? _pathGetter;
+    private readonly long _maxPixels;
     private MLImage _image = null!;
     private ReadOnlyMemory<char> _path;
 
     /// <summary>Creates a reader of <paramref name="column"/> on <paramref name="row"/> (the column must be active).</summary>
-    public ImageColumnReader(DataViewRow row, DataViewSchema.Column column)
+    /// <param name="row">The row or cursor.</param>
+    /// <param name="column">The image column: MLImage or text path.</param>
+    /// <param name="maxPixels">Largest image accepted, width × height (<see cref="ImageAnomalyDetectorOptions.MaxImagePixels"/>).</param>
+    public ImageColumnReader(DataViewRow row, DataViewSchema.Column column, long maxPixels)
     {
         _row = row;
         _columnName = column.Name;
+        _maxPixels = maxPixels;
         if (column.Type is ImageDataViewType)
             _imageGetter = row.GetGetter<MLImage>(column);
         else if (column.Type is TextDataViewType)
@@ -36,7 +41,9 @@ internal sealed class ImageColumnReader
     /// Reads the current row's image, resizes it to <paramref name="height"/> × <paramref name="width"/> and
     /// writes 3 × height × width normalized floats to <paramref name="destination"/>.
     /// </summary>
-    /// <exception cref="InvalidDataException">The row has no image, or its file is missing or unreadable (the message names the row and path).</exception>
+    /// <exception cref="InvalidDataException">
+    /// The row has no image, its image is larger than the limit, or its file is missing or unreadable (the message names the row and path).
+    /// </exception>
     public void Read(Span<float> destination, int height, int width)
     {
         if (_imageGetter is not null)
@@ -44,6 +51,7 @@ internal sealed class ImageColumnReader
             _imageGetter(ref _image);
             if (_image is null)
                 throw new InvalidDataException($"Row {_row.Position} of column '{_columnName}' holds no image.");
+            ImageTensorConverter.CheckImageSize($"The image in row {_row.Position} of column '{_columnName}'", _image.Width, _image.Height, _maxPixels);
             ImageTensorConverter.ToNormalizedChw(_image, height, width, destination);
             return;
         }
@@ -76,9 +84,10 @@ internal sealed class ImageColumnReader
         string path = _path.ToString();
         long position = _row.Position;
         string columnName = _columnName;
+        long maxPixels = _maxPixels;
         if (path.Length == 0)
             throw new InvalidDataException($"Row {position} of column '{columnName}' holds an empty image path.");
-        return destination => Load(path, position, columnName, height, width, destination);
+        return destination => Load(path, position, columnName, height, width, destination, maxPixels);
     }
 
     private delegate void SpanLoader(Span<float> destination);
@@ -102,11 +111,11 @@ internal sealed class ImageColumnReader
             System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(first);
     }
 
-    private static void Load(string path, long position, string columnName, int height, int width, Span<float> destination)
+    private static void Load(string path, long position, string columnName, int height, int width, Span<float> destination, long maxPixels)
     {
         try
         {
-            ImageTensorConverter.LoadNormalizedChw(path, height, width, destination);
+            ImageTensorConverter.LoadNormalizedChw(path, height, width, destination, maxPixels);
         }
         catch (Exception ex) when (ex is FileNotFoundException or InvalidDataException)
         {
@@ -135,3 +144,4 @@ internal sealed class ImageColumnReader
     public static ArgumentOutOfRangeException SchemaMismatch(string name, DataViewType type, string paramName) =>
         new(paramName, $"Input column '{name}' has type {type}, but an image column (MLImage, e.g. from LoadImages) or a text column of image file paths is required.");
 }
+

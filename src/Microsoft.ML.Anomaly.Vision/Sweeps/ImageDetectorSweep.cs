@@ -228,6 +228,7 @@ public sealed class ImageDetectorSweep
         options.Device = _options.Device;
         options.BatchSize = _options.BatchSize;
         options.BackboneThreads = _options.BackboneThreads;
+        options.MaxImagePixels = _options.MaxImagePixels;
         options.Seed = seed;
         options.CancellationToken = _options.CancellationToken;
         var settings = plan.Settings;
