@@ -16,6 +16,7 @@ internal sealed class ImageColumnReader
     private readonly long _maxPixels;
     private MLImage _image = null!;
     private ReadOnlyMemory<char> _path;
+    private string _lastPath = "";
 
     /// <summary>Creates a reader of <paramref name="column"/> on <paramref name="row"/> (the column must be active).</summary>
     /// <param name="row">The row or cursor.</param>
@@ -81,13 +82,29 @@ internal sealed class ImageColumnReader
     private SpanLoader ReadPath(int height, int width)
     {
         _pathGetter!(ref _path);
-        string path = _path.ToString();
+        string path = _lastPath = _path.ToString();
         long position = _row.Position;
         string columnName = _columnName;
         long maxPixels = _maxPixels;
         if (path.Length == 0)
             throw new InvalidDataException($"Row {position} of column '{columnName}' holds an empty image path.");
         return destination => Load(path, position, columnName, height, width, destination, maxPixels);
+    }
+
+    /// <summary>What identifies the image the last <see cref="Read"/> or <see cref="ReadDeferred"/> read: its path, or its size and a hash of its pixels.</summary>
+    public ImageIdentity LastIdentity() => _imageGetter is null ? new(_lastPath, 0, 0, 0) : ImageIdentity.Of(_image);
+
+    /// <summary>Reads the current row's value and returns what identifies it (see <see cref="LastIdentity"/>), converting nothing.</summary>
+    public ImageIdentity ReadIdentity()
+    {
+        if (_imageGetter is not null)
+            _imageGetter(ref _image);
+        else
+        {
+            _pathGetter!(ref _path);
+            _lastPath = _path.ToString();
+        }
+        return LastIdentity();
     }
 
     private delegate void SpanLoader(Span<float> destination);
@@ -145,3 +162,19 @@ internal sealed class ImageColumnReader
         new(paramName, $"Input column '{name}' has type {type}, but an image column (MLImage, e.g. from LoadImages) or a text column of image file paths is required.");
 }
 
+/// <summary>What tells two reads of an image column apart: the path for a path column, else the image's size and a hash of its pixels.</summary>
+internal readonly record struct ImageIdentity(string? Path, int Width, int Height, int PixelHash)
+{
+    /// <summary>The identity of <paramref name="image"/> (none for a missing image).</summary>
+    public static ImageIdentity Of(MLImage? image)
+    {
+        if (image is null)
+            return default;
+        var hash = new HashCode();
+        hash.AddBytes(image.Pixels);
+        return new(null, image.Width, image.Height, hash.ToHashCode());
+    }
+
+    /// <inheritdoc />
+    public override string ToString() => Path is not null ? $"'{Path}'" : $"a {Width}×{Height} image (pixel hash {PixelHash:X8})";
+}
