@@ -15,7 +15,7 @@ internal static class ImageStages
         var decoded = new (byte[] Pixels, int Height, int Width)[count];
         time(0, () => Parallel.For(0, count, i =>
         {
-            byte[] pixels = ImageTensorConverter.DecodeRgba(paths[start + i], out int height, out int width);
+            byte[] pixels = ImageTensorConverter.DecodeRgba(paths[start + i], ImageAnomalyDetectorOptions.DefaultMaxImagePixels, out int height, out int width);
             decoded[i] = (pixels, height, width);
         }));
         time(1, () => Parallel.For(0, count, i =>

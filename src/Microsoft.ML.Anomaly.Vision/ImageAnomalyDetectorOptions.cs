@@ -17,6 +17,12 @@ public abstract class ImageAnomalyDetectorOptions
     /// <summary>Default name of the predicted label column.</summary>
     public const string DefaultPredictedLabelColumnName = "PredictedLabel";
 
+    /// <summary>
+    /// Default of <see cref="MaxImagePixels"/>: 8192 × 8192 pixels (64 megapixels, 256 MiB once decoded), above the
+    /// cameras of most inspection lines and far below what a few bytes of a malicious header can claim.
+    /// </summary>
+    public const long DefaultMaxImagePixels = 8192L * 8192;
+
     /// <summary>Creates options with the default column names, no threshold and batches of 8 images.</summary>
     protected ImageAnomalyDetectorOptions()
     {
@@ -47,6 +53,22 @@ public abstract class ImageAnomalyDetectorOptions
     public int ScoringBatchSize { get; set; } = 8;
 
     /// <summary>
+    /// Largest image, in pixels (width × height), that Fit and scoring accept; a larger image is refused with an error naming
+    /// its file (or row), its size and this limit, read from the file's header before any pixel is decoded. An image file
+    /// can claim billions of pixels in a few bytes, and each decoded pixel takes four bytes: the limit bounds the memory
+    /// one image can take (images are decoded one per core). Default <see cref="DefaultMaxImagePixels"/>; at most
+    /// <see cref="Array.MaxLength"/> / 4. The fitted model keeps it.
+    /// </summary>
+    public long MaxImagePixels { get; set; } = DefaultMaxImagePixels;
+
+    /// <summary>Checks an image size limit; throws <see cref="ArgumentException"/> naming <paramref name="setting"/> and <paramref name="paramName"/>.</summary>
+    internal static void ValidateMaxImagePixels(long value, string setting, string paramName)
+    {
+        if (value < 1 || value > Array.MaxLength / 4)
+            throw new ArgumentException($"{setting} must be between 1 and {Array.MaxLength / 4} pixels, not {value}.", paramName);
+    }
+
+    /// <summary>
     /// Checks the settings; throws <see cref="ArgumentException"/> naming <paramref name="paramName"/> and the property at fault.
     /// </summary>
     /// <param name="paramName">Name of the argument that carried these options.</param>
@@ -64,6 +86,7 @@ public abstract class ImageAnomalyDetectorOptions
             throw new ArgumentException($"{nameof(Threshold)} must be a finite number, not {t}.", paramName);
         if (ScoringBatchSize < 1 || ScoringBatchSize > ImageAnomalyTransformerBase.MaxScoringBatchSize)
             throw new ArgumentException($"{nameof(ScoringBatchSize)} must be between 1 and {ImageAnomalyTransformerBase.MaxScoringBatchSize}, not {ScoringBatchSize}.", paramName);
+        ValidateMaxImagePixels(MaxImagePixels, nameof(MaxImagePixels), paramName);
         string?[] names = [ScoreColumnName, AnomalyMapColumnName, Threshold.HasValue ? PredictedLabelColumnName : null];
         var distinct = names.Where(n => n is not null).ToList();
         if (distinct.Distinct(StringComparer.Ordinal).Count() != distinct.Count)

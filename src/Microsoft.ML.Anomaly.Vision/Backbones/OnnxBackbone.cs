@@ -28,11 +28,13 @@ public sealed class OnnxBackbone : IDisposable
     private readonly string[] _sessionOutputs;
     private readonly int[] _outputIndexOfLayer;
     private readonly ConcurrentDictionary<(int Height, int Width), LayerShape[]> _shapes = new();
+    private readonly (int IntraOpThreads, bool PreferCuda, int CudaDeviceId, string Source) _settings;
     private int _disposed;
 
     private OnnxBackbone(byte[] model, OnnxModelEditor.Prepared prepared, IReadOnlyList<string> layers, int intraOpThreads, bool preferCuda, int cudaDeviceId, string source)
     {
         ModelBytes = model;
+        _settings = (intraOpThreads, preferCuda, cudaDeviceId, source);
         _prepared = prepared;
         Layers = layers.ToArray();
         _sessionOutputs = prepared.OutputTensors.Distinct(StringComparer.Ordinal).ToArray();
@@ -290,6 +292,10 @@ public sealed class OnnxBackbone : IDisposable
         }
         return shapes;
     }
+
+    /// <summary>A new backbone on the same model, layers and settings, with a session of its own (this one may be disposed).</summary>
+    internal OnnxBackbone Reopen() =>
+        new(ModelBytes, _prepared, Layers, _settings.IntraOpThreads, _settings.PreferCuda, _settings.CudaDeviceId, _settings.Source);
 
     /// <summary>Releases the ONNX Runtime session.</summary>
     public void Dispose()

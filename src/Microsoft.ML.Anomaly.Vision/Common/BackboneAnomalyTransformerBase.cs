@@ -15,11 +15,13 @@ public abstract partial class BackboneAnomalyTransformerBase : ImageAnomalyTrans
 
     private readonly int _height;
     private readonly int _width;
+    // The frozen backbone, shared with copies, cursors and prediction engines (see Dispose).
+    private readonly SharedBackbone _backbone;
 
     private protected BackboneAnomalyTransformerBase(IHostEnvironment env, string registrationName, BackboneDetectorOptions options, OnnxBackbone backbone)
         : base(env, registrationName, options)
     {
-        Backbone = backbone;
+        _backbone = new SharedBackbone(backbone);
         _height = options.ImageHeight;
         _width = options.ImageWidth;
         BackboneThreads = options.BackboneThreads;
@@ -62,7 +64,7 @@ public abstract partial class BackboneAnomalyTransformerBase : ImageAnomalyTrans
         byte[] onnx = ModelStreams.LoadBytes(ctx, BackboneStreamName);
         try
         {
-            Backbone = OnnxBackbone.FromBytes(onnx, layers, BackboneThreads);
+            _backbone = new SharedBackbone(OnnxBackbone.FromBytes(onnx, layers, BackboneThreads));
         }
         catch (ArgumentException ex)
         {
@@ -70,8 +72,8 @@ public abstract partial class BackboneAnomalyTransformerBase : ImageAnomalyTrans
         }
     }
 
-    /// <summary>The frozen backbone.</summary>
-    private protected OnnxBackbone Backbone { get; }
+    /// <summary>The frozen backbone, for its metadata (its session may be closed: runs hold a <see cref="SharedBackbone.Lease"/>).</summary>
+    private protected OnnxBackbone Backbone => _backbone.Info;
 
     /// <summary>Threads ONNX Runtime uses inside one backbone run (0 = automatic).</summary>
     public int BackboneThreads { get; }
@@ -89,19 +91,35 @@ public abstract partial class BackboneAnomalyTransformerBase : ImageAnomalyTrans
     public sealed override int InputWidth => _width;
 
     /// <summary>
-    /// Releases the backbone's ONNX Runtime session and the detector's native state. A transformer made by
-    /// <see cref="ImageAnomalyTransformerBase.WithThreshold(float)"/> shares that state with its source: dispose only one of them.
+    /// Closes the backbone's ONNX Runtime session, at once or, while images are being scored, when they are done. The
+    /// transformer stays usable: scoring again opens a new session. ML.NET's <c>PredictionEngine</c> disposes the
+    /// transformer it was made from when the engine is disposed, so engines on several threads (or in a pool) may be
+    /// disposed while others, <c>Transform</c> and copies made by <see cref="ImageAnomalyTransformerBase.WithThreshold(float)"/>
+    /// still score: each keeps working. The rest of the fitted state is managed memory (CFlow's flows are LibTorch tensors,
+    /// released with the transformer by the garbage collector). To keep the session open across short-lived engines,
+    /// create them with <c>new PredictionEngineOptions { OwnsTransformer = false }</c>.
     /// </summary>
     public void Dispose()
     {
-        Backbone.Dispose();
-        DisposeAlgorithm();
+        _backbone.Unload();
         GC.SuppressFinalize(this);
+    }
+
+    /// <summary>
+    /// Frees the native state of a transformer that nothing else holds (a sweep's trial that is dropped): closes the
+    /// backbone's session and releases the algorithm's own native state. The transformer cannot score afterwards.
+    /// </summary>
+    internal void Release()
+    {
+        _backbone.Unload();
+        DisposeAlgorithm();
     }
 
     private protected sealed override void ScoreBatch(ReadOnlySpan<float> images, int batch, Span<float> scores, Span<float> maps)
     {
-        float[][] layerMaps = Backbone.Run(images, batch, _height, _width);
+        float[][] layerMaps;
+        using (SharedBackbone.Lease lease = _backbone.Acquire())
+            layerMaps = lease.Backbone.Run(images, batch, _height, _width);
         ScoreFeatures(layerMaps, batch, scores, maps);
     }
 
@@ -115,7 +133,9 @@ public abstract partial class BackboneAnomalyTransformerBase : ImageAnomalyTrans
     /// </summary>
     private protected void CheckFittedLayerShapes(IReadOnlyList<LayerShape> fitted, string algorithm)
     {
-        var shapes = Backbone.GetLayerShapes(InputHeight, InputWidth);
+        IReadOnlyList<LayerShape> shapes;
+        using (SharedBackbone.Lease lease = _backbone.Acquire())
+            shapes = lease.Backbone.GetLayerShapes(InputHeight, InputWidth);
         if (!shapes.SequenceEqual(fitted))
             throw new FormatException(
                 $"The {algorithm} model was fitted on layer shapes {string.Join(", ", fitted)} but its backbone gives {string.Join(", ", shapes)}.");
@@ -145,7 +165,7 @@ public abstract partial class BackboneAnomalyTransformerBase : ImageAnomalyTrans
     /// <summary>Writes the algorithm's fitted state (after the backbone).</summary>
     private protected abstract void SaveAlgorithm(ModelSaveContext ctx);
 
-    /// <summary>Releases the algorithm's own native state, if any.</summary>
+    /// <summary>Releases the algorithm's own native state, if any (see <see cref="Release"/>).</summary>
     private protected virtual void DisposeAlgorithm()
     {
     }

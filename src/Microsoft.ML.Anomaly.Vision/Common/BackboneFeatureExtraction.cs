@@ -40,7 +40,7 @@ internal static class BackboneFeatureExtraction
             checkLayerShapes?.Invoke(backbone.GetLayerShapes(options.ImageHeight, options.ImageWidth), input.GetRowCount());
             var run = new FitRun(seed, device, cudaDeviceIndex, TrainingProgressSink(channel, options.Progress), cancellation.Token);
             using FeatureStore features = Extract(channel, input, options.InputColumnName, options.ImageHeight, options.ImageWidth,
-                options.BatchSize, backbone, precision, memoryLimitBytes, options.Progress, cancellation.Token);
+                options.BatchSize, options.MaxImagePixels, backbone, precision, memoryLimitBytes, options.Progress, cancellation.Token);
             cancellation.ThrowIfCancellationRequested();   // the host's flag itself: the token sees it only at the next poll
             return fitOnFeatures(backbone, features, run);
         }
@@ -94,7 +94,7 @@ internal static class BackboneFeatureExtraction
 
     /// <summary>Runs every image of <paramref name="input"/> through the backbone once and returns the stored layer maps.</summary>
     internal static FeatureStore Extract(IChannel channel, IDataView input, string inputColumnName, int height, int width, int batchSize,
-        OnnxBackbone backbone, FeatureStorePrecision precision, long memoryLimitBytes, IProgress<TrainingProgress>? progress,
+        long maxImagePixels, OnnxBackbone backbone, FeatureStorePrecision precision, long memoryLimitBytes, IProgress<TrainingProgress>? progress,
         CancellationToken cancellationToken)
     {
         IReadOnlyList<LayerShape> shapes = backbone.GetLayerShapes(height, width);
@@ -103,7 +103,7 @@ internal static class BackboneFeatureExtraction
         {
             long? rows = input.GetRowCount();
             int total = rows is long n and <= int.MaxValue ? (int)n : 0;
-            foreach (var (images, count) in TrainingImageReader.ReadBatches(input, inputColumnName, height, width, batchSize, cancellationToken))
+            foreach (var (images, count) in TrainingImageReader.ReadBatches(input, inputColumnName, height, width, batchSize, maxImagePixels, cancellationToken))
             {
                 cancellationToken.ThrowIfCancellationRequested();
                 float[][] maps = backbone.Run(images.AsSpan(0, count * 3 * height * width), count, height, width, cancellationToken);

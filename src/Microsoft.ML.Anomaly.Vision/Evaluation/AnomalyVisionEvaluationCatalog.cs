@@ -24,21 +24,32 @@ public static class AnomalyVisionEvaluationCatalog
     /// <param name="maskPathColumnName">
     /// Text column with the path of each image's ground-truth mask (any format MLImage reads), or null to skip pixel
     /// metrics. An empty path means an all-good mask. Masks are resized by nearest neighbour to H×W; a pixel whose
-    /// value is above 0 in any channel is anomalous.
+    /// value is above 0 in any channel is anomalous. A mask must have the size of its image, and a row labelled good
+    /// (false) must have no defect pixel in its mask: either is an error naming the row.
+    /// </param>
+    /// <param name="imagePathColumnName">
+    /// Text column with each row's image path, whose header gives the image's size to check its mask against; when the
+    /// scored data has no such column (or a row's path is empty), masks are not checked against their images' sizes.
+    /// </param>
+    /// <param name="maxImagePixels">
+    /// Largest mask read, in pixels (see <see cref="ImageAnomalyDetectorOptions.MaxImagePixels"/>); a larger one is an error naming its file.
     /// </param>
     /// <returns>The metrics; pixel metrics are null when they were skipped.</returns>
     /// <exception cref="ArgumentException">
     /// A column is missing or has the wrong type (the message names it), only one class of images (or of pixels)
-    /// is present, or a score or map value is not finite.
+    /// is present, a score or map value is not finite, or a row's mask does not fit its image or its label.
     /// </exception>
+    /// <exception cref="InvalidDataException">A mask file is not a complete image, not a regular file, or larger than <paramref name="maxImagePixels"/>.</exception>
     public static ImageAnomalyMetrics EvaluateImageAnomalies(this AnomalyDetectionCatalog catalog, IDataView scored,
         string labelColumnName = "Label", string scoreColumnName = "Score", string? anomalyMapColumnName = "AnomalyMap",
-        string? maskPathColumnName = "MaskPath")
+        string? maskPathColumnName = "MaskPath", string? imagePathColumnName = "ImagePath",
+        long maxImagePixels = ImageAnomalyDetectorOptions.DefaultMaxImagePixels)
     {
         ArgumentNullException.ThrowIfNull(catalog);
         ArgumentNullException.ThrowIfNull(scored);
         ArgumentException.ThrowIfNullOrEmpty(labelColumnName);
         ArgumentException.ThrowIfNullOrEmpty(scoreColumnName);
+        ImageAnomalyDetectorOptions.ValidateMaxImagePixels(maxImagePixels, nameof(maxImagePixels), nameof(maxImagePixels));
 
         var schema = scored.Schema;
         var label = FindColumn(schema, labelColumnName, nameof(labelColumnName));
@@ -49,7 +60,7 @@ public static class AnomalyVisionEvaluationCatalog
             throw new ArgumentException($"Score column '{scoreColumnName}' must be Single but is {score.Type}.", nameof(scoreColumnName));
 
         bool pixels = !string.IsNullOrEmpty(anomalyMapColumnName) && !string.IsNullOrEmpty(maskPathColumnName);
-        DataViewSchema.Column? map = null, mask = null;
+        DataViewSchema.Column? map = null, mask = null, image = null;
         int height = 0, width = 0;
         if (pixels)
         {
@@ -58,6 +69,9 @@ public static class AnomalyVisionEvaluationCatalog
             mask = FindColumn(schema, maskPathColumnName!, nameof(maskPathColumnName));
             if (mask.Value.Type is not TextDataViewType)
                 throw new ArgumentException($"Mask path column '{maskPathColumnName}' must be text but is {mask.Value.Type}.", nameof(maskPathColumnName));
+            image = string.IsNullOrEmpty(imagePathColumnName) ? null : schema.GetColumnOrNull(imagePathColumnName);
+            if (image is { Type: not TextDataViewType })
+                throw new ArgumentException($"Image path column '{imagePathColumnName}' must be text but is {image.Value.Type}.", nameof(imagePathColumnName));
         }
 
         var scores = new List<float>();
@@ -68,6 +82,8 @@ public static class AnomalyVisionEvaluationCatalog
         {
             columns.Add(map!.Value);
             columns.Add(mask!.Value);
+            if (image is not null)
+                columns.Add(image.Value);
         }
         using (var cursor = scored.GetRowCursor(columns))
         {
@@ -75,10 +91,11 @@ public static class AnomalyVisionEvaluationCatalog
             var scoreGetter = cursor.GetGetter<float>(score);
             var mapGetter = pixels ? cursor.GetGetter<VBuffer<float>>(map!.Value) : null;
             var maskGetter = pixels ? cursor.GetGetter<ReadOnlyMemory<char>>(mask!.Value) : null;
+            var imageGetter = image is not null ? cursor.GetGetter<ReadOnlyMemory<char>>(image.Value) : null;
             bool l = false;
             float s = 0;
             VBuffer<float> mapBuffer = default;
-            ReadOnlyMemory<char> maskPath = default;
+            ReadOnlyMemory<char> maskPath = default, imagePath = default;
             var dense = pixels ? new float[height * width] : [];
             long row = 0;
             while (cursor.MoveNext())
@@ -97,7 +114,9 @@ public static class AnomalyVisionEvaluationCatalog
                     mapBuffer.CopyTo(dense);
                     maskGetter!(ref maskPath);
                     string path = maskPath.ToString().Trim();
-                    bool[] maskPixels = path.Length == 0 ? [] : ImagePixels.LoadMask(path, height, width);
+                    imageGetter?.Invoke(ref imagePath);
+                    bool[] maskPixels = path.Length == 0 ? [] : ImagePixels.LoadRowMask(path, height, width, maxImagePixels, l,
+                        imageGetter is null ? null : imagePath.ToString().Trim(), $"Mask path column '{maskPathColumnName}', row {row}");
                     try
                     {
                         histogram!.Add(dense, maskPixels, height, width);

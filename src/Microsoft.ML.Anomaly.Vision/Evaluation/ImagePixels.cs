@@ -5,10 +5,10 @@ namespace Microsoft.ML.Anomaly.Vision.Evaluation;
 /// <summary>Reading images and masks as plain pixel arrays, with nearest / bilinear resizing.</summary>
 internal static class ImagePixels
 {
-    /// <summary>Loads an image file as row-major RGB bytes (3 per pixel). Errors name the path.</summary>
-    public static byte[] LoadRgb(string path, out int height, out int width)
+    /// <summary>Loads an image file of at most <paramref name="maxPixels"/> pixels as row-major RGB bytes (3 per pixel). Errors name the path.</summary>
+    public static byte[] LoadRgb(string path, long maxPixels, out int height, out int width)
     {
-        MLImage image = ImageTensorConverter.LoadImage(path);
+        MLImage image = ImageTensorConverter.LoadImage(path, maxPixels);
         using (image)
         {
             height = image.Height;
@@ -31,12 +31,46 @@ internal static class ImagePixels
     }
 
     /// <summary>
-    /// Loads a ground-truth mask, resized by nearest neighbour to <paramref name="height"/>×<paramref name="width"/>;
-    /// a pixel is anomalous when any colour channel is above 0.
+    /// Loads a ground-truth mask of at most <paramref name="maxPixels"/> pixels, resized by nearest neighbour to
+    /// <paramref name="height"/>×<paramref name="width"/>; a pixel is anomalous when any colour channel is above 0.
     /// </summary>
-    public static bool[] LoadMask(string path, int height, int width)
+    public static bool[] LoadMask(string path, int height, int width, long maxPixels) =>
+        ResizeMask(LoadRgb(path, maxPixels, out int h, out int w), h, w, height, width);
+
+    /// <summary>
+    /// Loads the ground-truth mask of a labelled row as <see cref="LoadMask"/> does, once it is checked against the row:
+    /// it must have the size of the row's image (a mask of another size would be resized, moving the defect it marks), and
+    /// a row labelled good must have no defect pixel. <paramref name="row"/> names the row in the errors.
+    /// </summary>
+    /// <param name="path">The mask file.</param>
+    /// <param name="height">Height of the mask returned (the anomaly map's).</param>
+    /// <param name="width">Width of the mask returned.</param>
+    /// <param name="maxPixels">Largest mask (and image) read, in pixels.</param>
+    /// <param name="label">The row's label: true for an anomalous image.</param>
+    /// <param name="imagePath">The row's image file, whose header gives its size; null or empty when unknown (no size check).</param>
+    /// <param name="row">The row, for errors, e.g. "Mask path column 'MaskPath', row 3".</param>
+    /// <exception cref="ArgumentException">The mask has another size than its image, or marks defects on a row labelled good.</exception>
+    public static bool[] LoadRowMask(string path, int height, int width, long maxPixels, bool label, string? imagePath, string row)
     {
-        var rgb = LoadRgb(path, out int h, out int w);
+        byte[] rgb = LoadRgb(path, maxPixels, out int h, out int w);
+        if (!string.IsNullOrEmpty(imagePath))
+        {
+            (int imageHeight, int imageWidth) = ImageTensorConverter.ReadImageSize(imagePath);
+            if (imageHeight != h || imageWidth != w)
+                throw new ArgumentException(
+                    $"{row}: the mask '{path}' is {w}×{h} pixels but its image '{imagePath}' is {imageWidth}×{imageHeight}; " +
+                    "a mask must have its image's size (resized, it would mark other pixels than the defect's).");
+        }
+        if (!label && rgb.AsSpan().IndexOfAnyExcept((byte)0) >= 0)
+            throw new ArgumentException(
+                $"{row}: the mask '{path}' marks defect pixels but the row's Label is false (a good image); " +
+                "fix the label or the mask path (a good image has no mask, or an all-black one).");
+        return ResizeMask(rgb, h, w, height, width);
+    }
+
+    /// <summary>Nearest-neighbour resize of an RGB mask to booleans: a pixel is anomalous when any channel is above 0.</summary>
+    private static bool[] ResizeMask(byte[] rgb, int h, int w, int height, int width)
+    {
         var mask = new bool[height * width];
         for (int y = 0; y < height; y++)
         {

@@ -64,10 +64,10 @@ internal static class ImageTensorConverter
     /// </summary>
     /// <exception cref="ArgumentException">The path is null or empty.</exception>
     /// <exception cref="FileNotFoundException">No file exists at the path.</exception>
-    /// <exception cref="InvalidDataException">The file is not a complete image.</exception>
-    public static void LoadNormalizedChw(string path, int height, int width, Span<float> destination)
+    /// <exception cref="InvalidDataException">The file is not a complete image, not a regular file, or larger than <paramref name="maxPixels"/>.</exception>
+    public static void LoadNormalizedChw(string path, int height, int width, Span<float> destination, long maxPixels)
     {
-        byte[] pixels = DecodeRgba(path, out int inHeight, out int inWidth);
+        byte[] pixels = DecodeRgba(path, maxPixels, out int inHeight, out int inWidth);
         try
         {
             ToNormalizedChw(pixels, inHeight, inWidth, 4 * inWidth, bgr: false, height, width, destination);
@@ -172,13 +172,16 @@ internal static class ImageTensorConverter
     /// it, as PIL's <c>convert("RGB")</c> does for torchvision.
     /// </summary>
     /// <param name="path">Path of a PNG, JPEG, BMP, GIF or WebP file.</param>
+    /// <param name="maxPixels">Largest accepted width × height (<see cref="ImageAnomalyDetectorOptions.MaxImagePixels"/>).</param>
     /// <returns>The decoded image (RGBA32 with every alpha byte 255); the caller disposes it.</returns>
     /// <exception cref="ArgumentException">The path is null or empty.</exception>
     /// <exception cref="FileNotFoundException">No file exists at the path.</exception>
-    /// <exception cref="InvalidDataException">The file is not a complete image (the message names the file and the decoder's finding).</exception>
-    public static MLImage LoadImage(string path)
+    /// <exception cref="InvalidDataException">
+    /// The file is not a complete image, not a regular file, or larger than <paramref name="maxPixels"/> (the message names the file and the finding).
+    /// </exception>
+    public static MLImage LoadImage(string path, long maxPixels = ImageAnomalyDetectorOptions.DefaultMaxImagePixels)
     {
-        byte[] pixels = DecodeRgba(path, out int height, out int width);
+        byte[] pixels = DecodeRgba(path, maxPixels, out int height, out int width);
         try
         {
             Span<byte> image = pixels.AsSpan(0, 4 * height * width);
@@ -197,19 +200,20 @@ internal static class ImageTensorConverter
     /// Decodes the file at <paramref name="path"/> strictly into RGBA bytes, colours not multiplied by alpha, rows
     /// packed; the buffer comes from <see cref="ArrayPool{T}.Shared"/> (it may be longer) and goes back to it.
     /// </summary>
-    public static byte[] DecodeRgba(string path, out int height, out int width)
+    /// <remarks>
+    /// Design: every image file the library reads comes through here, so the checks that keep a hostile file from taking
+    /// the process down live here once. The path must be a regular file with data: a FIFO, socket or device has no size
+    /// (opening a FIFO blocks until someone writes to it, a device may never end). The header's width × height is checked
+    /// against <paramref name="maxPixels"/> in 64-bit arithmetic before the pixel buffer is allocated: a header of a few
+    /// bytes can claim billions of pixels (and 32768 × 32769 × 4 bytes wraps a 32-bit size to 128 KiB), and a truncated
+    /// file only turns out to be one after its buffer has been filled.
+    /// </remarks>
+    public static byte[] DecodeRgba(string path, long maxPixels, out int height, out int width)
     {
-        if (string.IsNullOrEmpty(path))
-            throw new ArgumentException("The image path is null or empty.", nameof(path));
-        if (!File.Exists(path))
-            throw new FileNotFoundException(Directory.Exists(path)
-                ? $"Image path '{path}' is a directory, not an image file."
-                : $"Image file '{path}' does not exist.", path);
-        using var codec = SKCodec.Create(path, out SKCodecResult opened);
-        if (codec is null)
-            throw new InvalidDataException($"Image file '{path}' could not be decoded as an image (corrupt file or unsupported format: {opened}).");
+        using SKCodec codec = OpenCodec(path);
+        CheckImageSize($"Image file '{path}'", codec.Info.Width, codec.Info.Height, maxPixels);
         var info = new SKImageInfo(codec.Info.Width, codec.Info.Height, SKColorType.Rgba8888, SKAlphaType.Unpremul);
-        byte[] pixels = ArrayPool<byte>.Shared.Rent(info.BytesSize);
+        byte[] pixels = ArrayPool<byte>.Shared.Rent(checked(4 * info.Width * info.Height));
         SKCodecResult decoded;
         unsafe
         {
@@ -226,6 +230,45 @@ internal static class ImageTensorConverter
         height = info.Height;
         width = info.Width;
         return pixels;
+    }
+
+    /// <summary>Reads the width and height from the header of the image file at <paramref name="path"/>, decoding no pixel.</summary>
+    /// <exception cref="FileNotFoundException">No file exists at the path.</exception>
+    /// <exception cref="InvalidDataException">The file is not a regular file or not an image.</exception>
+    public static (int Height, int Width) ReadImageSize(string path)
+    {
+        using SKCodec codec = OpenCodec(path);
+        return (codec.Info.Height, codec.Info.Width);
+    }
+
+    /// <summary>Opens a decoder on <paramref name="path"/>, which must name a regular file with data (see <see cref="DecodeRgba"/>); reads only the header.</summary>
+    private static SKCodec OpenCodec(string path)
+    {
+        if (string.IsNullOrEmpty(path))
+            throw new ArgumentException("The image path is null or empty.", nameof(path));
+        if (!File.Exists(path))
+            throw new FileNotFoundException(Directory.Exists(path)
+                ? $"Image path '{path}' is a directory, not an image file."
+                : $"Image file '{path}' does not exist.", path);
+        // The size comes from the file system, without opening the file: a FIFO, socket or device reports none.
+        if (new FileInfo(path).Length == 0)
+            throw new InvalidDataException(
+                $"Image path '{path}' is empty or not a regular file (a FIFO, socket or device): only image files with data are read.");
+        return SKCodec.Create(path, out SKCodecResult opened)
+            ?? throw new InvalidDataException($"Image file '{path}' could not be decoded as an image (corrupt file or unsupported format: {opened}).");
+    }
+
+    /// <summary>Throws when a <paramref name="width"/> × <paramref name="height"/> image is above <paramref name="maxPixels"/>; <paramref name="image"/> names it.</summary>
+    public static void CheckImageSize(string image, int width, int height, long maxPixels)
+    {
+        long pixels = (long)width * height;
+        if (pixels > maxPixels)
+        {
+            var invariant = System.Globalization.CultureInfo.InvariantCulture;
+            throw new InvalidDataException(string.Create(invariant,
+                $"{image} is {width}×{height} pixels ({pixels:N0}), above the limit of {maxPixels:N0} pixels " +
+                $"({nameof(ImageAnomalyDetectorOptions.MaxImagePixels)}); raise the limit if images this large are expected."));
+        }
     }
 
     /// <summary>Per output pixel: the first source pixel and the normalized filter weights (torchvision's anti-aliased linear filter).</summary>

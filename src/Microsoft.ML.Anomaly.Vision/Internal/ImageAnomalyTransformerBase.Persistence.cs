@@ -9,7 +9,9 @@ public abstract partial class ImageAnomalyTransformerBase
     // Version of the common header below (independent of each detector's VersionInfo).
     // 1: first version (format 1.1: fields in the model stream, names in ML.NET's string table).
     // 2: the fields form one checked block (ModelStreams) with names inline (format 1.2).
-    private const int HeaderVersion = 2;
+    // 3: adds the image size limit (MaxImagePixels); a version 2 header loads with the default limit.
+    private const int HeaderVersion = 3;
+    private const int FirstCheckedHeaderVersion = 2;
     private const int LegacyHeaderVersion = 1;
 
     // *** Binary format *** (the transformer's own stream)
@@ -24,6 +26,7 @@ public abstract partial class ImageAnomalyTransformerBase
     // byte: 1 when a threshold is set, 0 otherwise
     // float: the threshold (finite; 0 when none is set)
     // int: scoring batch size (1 to MaxScoringBatchSize)
+    // long: largest image in pixels, 1 to Array.MaxLength / 4 (header version 3 on)
     // then the detector's fields (WriteDetectorFields), then its streams (SaveDetectorStreams)
 
     /// <summary>
@@ -52,9 +55,13 @@ public abstract partial class ImageAnomalyTransformerBase
         try
         {
             int version = reader.ReadInt32();
-            int expected = ModelStreams.IsChecked(ctx) ? HeaderVersion : LegacyHeaderVersion;
-            if (version != expected)
-                throw new FormatException($"The model's detector header has version {version}; this library reads version {expected} there.");
+            bool checkedLayout = ModelStreams.IsChecked(ctx);
+            if (checkedLayout ? version < FirstCheckedHeaderVersion || version > HeaderVersion : version != LegacyHeaderVersion)
+            {
+                throw new FormatException(checkedLayout
+                    ? $"The model's detector header has version {version}; this library reads versions {FirstCheckedHeaderVersion} to {HeaderVersion} there."
+                    : $"The model's detector header has version {version}; this library reads version {LegacyHeaderVersion} there.");
+            }
             InputColumnName = fields.ReadString();
             ScoreColumnName = fields.ReadString();
             RequestedAnomalyMapColumnName = fields.ReadStringOrNull();
@@ -71,6 +78,9 @@ public abstract partial class ImageAnomalyTransformerBase
             ScoringBatchSize = reader.ReadInt32();
             if (ScoringBatchSize < 1 || ScoringBatchSize > MaxScoringBatchSize)
                 throw new FormatException($"The scoring batch size {ScoringBatchSize} is outside 1 to {MaxScoringBatchSize}.");
+            MaxImagePixels = version >= 3 ? reader.ReadInt64() : ImageAnomalyDetectorOptions.DefaultMaxImagePixels;
+            if (MaxImagePixels < 1 || MaxImagePixels > Array.MaxLength / 4)
+                throw new FormatException($"The image size limit {MaxImagePixels} is outside 1 to {Array.MaxLength / 4} pixels.");
         }
         catch (Exception ex) when (ex is EndOfStreamException or FormatException or InvalidDataException)
         {
@@ -99,6 +109,7 @@ public abstract partial class ImageAnomalyTransformerBase
             writer.Write((byte)(_threshold.HasValue ? 1 : 0));
             writer.Write(_threshold ?? 0f);
             writer.Write(ScoringBatchSize);
+            writer.Write(MaxImagePixels);
             WriteDetectorFields(writer);
         });
         SaveDetectorStreams(ctx);

@@ -72,7 +72,7 @@ public abstract partial class ImageAnomalyTransformerBase
             : base(parent, 1)
         {
             _row = row;
-            _reader = new ImageColumnReader(row, imageColumn);
+            _reader = new ImageColumnReader(row, imageColumn, parent.MaxImagePixels);
         }
 
         public override int Current()
@@ -92,11 +92,19 @@ public abstract partial class ImageAnomalyTransformerBase
     /// Batches for a cursor over a whole data view: a second cursor over the same source, holding only the
     /// image column, runs ahead and reads the images of the next rows, which are scored together. While a batch is
     /// scored, the next one's files are decoded in the background.
-    /// Both cursors see the rows in the same order (no shuffling), so row positions identify rows.
     /// </summary>
+    /// <remarks>
+    /// Design: rows are matched between the two cursors by position, which holds only when the source gives every cursor
+    /// the same rows in the same order. A source may not (an enumerable whose order changes between enumerations, a query
+    /// without an order), and a row would then get another row's score. So each row's image value is read from both
+    /// cursors and compared before its score is handed out: the path for a path column (cheap), the size and a hash of the
+    /// pixels for an image column (whose images the consumer's cursor then decodes too). A mismatch is an error naming
+    /// the row; the data can be cached (<c>MLContext.Data.Cache</c>) to read it in one order.
+    /// </remarks>
     private sealed class LookaheadResults : RowResults, IDisposable
     {
         private readonly DataViewRow _row;
+        private readonly ImageColumnReader _rowReader;
         private readonly IDataView _source;
         private readonly DataViewSchema.Column _imageColumn;
         private readonly int _capacity;
@@ -104,18 +112,25 @@ public abstract partial class ImageAnomalyTransformerBase
         private ImageColumnReader? _reader;
         private long _start = -1;
         private int _count;
+        private ImageIdentity[] _identities;
+        private long _checkedPosition = -1;
         private float[]? _nextImages;
+        private ImageIdentity[] _nextIdentities;
         private Task? _nextLoad;
         private long _nextStart = -1;
         private int _nextCount;
 
+        /// <summary>Creates the batches for <paramref name="row"/>, a cursor over <paramref name="source"/> with <paramref name="imageColumn"/> active.</summary>
         public LookaheadResults(ImageAnomalyTransformerBase parent, DataViewRow row, IDataView source, DataViewSchema.Column imageColumn)
             : base(parent, parent.ScoringBatchSize)
         {
             _row = row;
+            _rowReader = new ImageColumnReader(row, imageColumn, parent.MaxImagePixels);
             _source = source;
             _imageColumn = imageColumn;
             _capacity = parent.ScoringBatchSize;
+            _identities = new ImageIdentity[_capacity];
+            _nextIdentities = new ImageIdentity[_capacity];
         }
 
         public override int Current()
@@ -123,13 +138,32 @@ public abstract partial class ImageAnomalyTransformerBase
             long position = _row.Position;
             if (position < 0)
                 throw new InvalidOperationException("The cursor is not on a row: call MoveNext first.");
+            int slot = Slot(position);
+            if (position != _checkedPosition)
+            {
+                ImageIdentity seen = _rowReader.ReadIdentity();
+                if (seen != _identities[slot])
+                {
+                    throw new InvalidOperationException(
+                        $"The input data gave two cursors different rows at row {position}: column '{_imageColumn.Name}' holds {seen} for one " +
+                        $"and {_identities[slot]} for the other. Image anomaly scoring reads ahead with a second cursor and needs data that " +
+                        "gives every cursor the same rows in the same order; cache it first (MLContext.Data.Cache) if its source does not.");
+                }
+                _checkedPosition = position;
+            }
+            return slot;
+        }
+
+        /// <summary>Makes sure the batch holding <paramref name="position"/> is scored; returns the row's slot in it.</summary>
+        private int Slot(long position)
+        {
             if (position >= _start && position < _start + _count)
                 return (int)(position - _start);
 
             if (_lookahead is null)
             {
                 _lookahead = _source.GetRowCursor([_imageColumn]);
-                _reader = new ImageColumnReader(_lookahead, _imageColumn);
+                _reader = new ImageColumnReader(_lookahead, _imageColumn, Parent.MaxImagePixels);
             }
 
             if (_nextLoad is not null)
@@ -148,6 +182,7 @@ public abstract partial class ImageAnomalyTransformerBase
                 if (wanted)
                 {
                     (Images, _nextImages) = (_nextImages!, Images);
+                    (_identities, _nextIdentities) = (_nextIdentities, _identities);
                     ScoreBatch(_nextStart, _nextCount);
                     return (int)(position - _start);
                 }
@@ -164,7 +199,7 @@ public abstract partial class ImageAnomalyTransformerBase
 
             // Paths are read in row order; their files are decoded in parallel.
             var loads = new List<Action>();
-            int count = Read(Images, loads);
+            int count = Read(Images, _identities, loads);
             if (count == 0)
                 throw OutOfStep(position);
             ImageColumnReader.RunInParallel(loads);
@@ -181,8 +216,8 @@ public abstract partial class ImageAnomalyTransformerBase
             Score(count);
         }
 
-        /// <summary>Reads the next batch's rows into <paramref name="images"/> (paths: as loads to run); returns their number.</summary>
-        private int Read(float[] images, List<Action> loads)
+        /// <summary>Reads the next batch's rows into <paramref name="images"/> and <paramref name="identities"/> (paths: as loads to run); returns their number.</summary>
+        private int Read(float[] images, ImageIdentity[] identities, List<Action> loads)
         {
             int count = 0;
             while (count < _capacity && _lookahead!.MoveNext())
@@ -190,6 +225,7 @@ public abstract partial class ImageAnomalyTransformerBase
                 Parent.Host.CheckAlive();
                 if (_reader!.ReadDeferred(images, count * ImageSize, Parent.InputHeight, Parent.InputWidth) is Action load)
                     loads.Add(load);
+                identities[count] = _reader.LastIdentity();
                 count++;
             }
             return count;
@@ -201,7 +237,7 @@ public abstract partial class ImageAnomalyTransformerBase
             _nextImages ??= new float[Images.Length];
             var loads = new List<Action>();
             long start = _lookahead!.Position + 1;
-            int count = Read(_nextImages, loads);
+            int count = Read(_nextImages, _nextIdentities, loads);
             if (count == 0)
                 return;
             _nextStart = start;
@@ -297,7 +333,7 @@ public abstract partial class ImageAnomalyTransformerBase
 
         public DataViewSchema Schema { get; }
 
-        // Rows are matched between two cursors by position, so the order must be the source's own.
+        // Rows are matched between two cursors by position (and checked by value), so the order must be the source's own.
         public bool CanShuffle => false;
 
         public long? GetRowCount() => _source.GetRowCount();
@@ -332,9 +368,11 @@ public abstract partial class ImageAnomalyTransformerBase
                     _active[column.Index] = true;
                 }
 
-                _input = view._source.GetRowCursor(view._source.Schema.Where(c => _active[c.Index]));
+                // Scoring reads the image column on this cursor too, to check it against the rows read ahead.
+                bool scoring = view._outputs.Select((_, i) => _active[inputCount + i]).Any(a => a);
+                _input = view._source.GetRowCursor(view._source.Schema.Where(c => _active[c.Index] || (scoring && c.Index == view._imageColumn.Index)));
                 _outputGetters = new Delegate?[view._outputs.Length];
-                if (view._outputs.Select((_, i) => _active[inputCount + i]).Any(a => a))
+                if (scoring)
                 {
                     _results = new LookaheadResults(view._parent, _input, view._source, view._imageColumn);
                     for (int i = 0; i < view._outputs.Length; i++)

@@ -38,6 +38,7 @@ public abstract partial class ImageAnomalyTransformerBase : RowToRowTransformerB
         PredictedLabelColumnName = options.PredictedLabelColumnName;
         _threshold = options.Threshold;
         ScoringBatchSize = options.ScoringBatchSize;
+        MaxImagePixels = options.MaxImagePixels;
     }
 
     /// <summary>Name of the input column (image or image path).</summary>
@@ -57,6 +58,9 @@ public abstract partial class ImageAnomalyTransformerBase : RowToRowTransformerB
 
     /// <summary>Images scored together when a whole data view is transformed.</summary>
     public int ScoringBatchSize { get; }
+
+    /// <summary>Largest image scored, in pixels (width × height); see <see cref="ImageAnomalyDetectorOptions.MaxImagePixels"/>.</summary>
+    public long MaxImagePixels { get; }
 
     /// <summary>Height in pixels the detector resizes images to; also the height of the anomaly map.</summary>
     public abstract int InputHeight { get; }

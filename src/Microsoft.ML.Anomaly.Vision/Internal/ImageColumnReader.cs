@@ -13,14 +13,20 @@ internal sealed class ImageColumnReader
     private readonly string _columnName;
     private readonly ValueGetter<MLImage>? _imageGetter;
     private readonly ValueGetter<ReadOnlyMemory<char>>? _pathGetter;
+    private readonly long _maxPixels;
     private MLImage _image = null!;
     private ReadOnlyMemory<char> _path;
+    private string _lastPath = "";
 
     /// <summary>Creates a reader of <paramref name="column"/> on <paramref name="row"/> (the column must be active).</summary>
-    public ImageColumnReader(DataViewRow row, DataViewSchema.Column column)
+    /// <param name="row">The row or cursor.</param>
+    /// <param name="column">The image column: MLImage or text path.</param>
+    /// <param name="maxPixels">Largest image accepted, width × height (<see cref="ImageAnomalyDetectorOptions.MaxImagePixels"/>).</param>
+    public ImageColumnReader(DataViewRow row, DataViewSchema.Column column, long maxPixels)
     {
         _row = row;
         _columnName = column.Name;
+        _maxPixels = maxPixels;
         if (column.Type is ImageDataViewType)
             _imageGetter = row.GetGetter<MLImage>(column);
         else if (column.Type is TextDataViewType)
@@ -36,7 +42,9 @@ internal sealed class ImageColumnReader
     /// Reads the current row's image, resizes it to <paramref name="height"/> × <paramref name="width"/> and
     /// writes 3 × height × width normalized floats to <paramref name="destination"/>.
     /// </summary>
-    /// <exception cref="InvalidDataException">The row has no image, or its file is missing or unreadable (the message names the row and path).</exception>
+    /// <exception cref="InvalidDataException">
+    /// The row has no image, its image is larger than the limit, or its file is missing or unreadable (the message names the row and path).
+    /// </exception>
     public void Read(Span<float> destination, int height, int width)
     {
         if (_imageGetter is not null)
@@ -44,6 +52,7 @@ internal sealed class ImageColumnReader
             _imageGetter(ref _image);
             if (_image is null)
                 throw new InvalidDataException($"Row {_row.Position} of column '{_columnName}' holds no image.");
+            ImageTensorConverter.CheckImageSize($"The image in row {_row.Position} of column '{_columnName}'", _image.Width, _image.Height, _maxPixels);
             ImageTensorConverter.ToNormalizedChw(_image, height, width, destination);
             return;
         }
@@ -73,12 +82,29 @@ internal sealed class ImageColumnReader
     private SpanLoader ReadPath(int height, int width)
     {
         _pathGetter!(ref _path);
-        string path = _path.ToString();
+        string path = _lastPath = _path.ToString();
         long position = _row.Position;
         string columnName = _columnName;
+        long maxPixels = _maxPixels;
         if (path.Length == 0)
             throw new InvalidDataException($"Row {position} of column '{columnName}' holds an empty image path.");
-        return destination => Load(path, position, columnName, height, width, destination);
+        return destination => Load(path, position, columnName, height, width, destination, maxPixels);
+    }
+
+    /// <summary>What identifies the image the last <see cref="Read"/> or <see cref="ReadDeferred"/> read: its path, or its size and a hash of its pixels.</summary>
+    public ImageIdentity LastIdentity() => _imageGetter is null ? new(_lastPath, 0, 0, 0) : ImageIdentity.Of(_image);
+
+    /// <summary>Reads the current row's value and returns what identifies it (see <see cref="LastIdentity"/>), converting nothing.</summary>
+    public ImageIdentity ReadIdentity()
+    {
+        if (_imageGetter is not null)
+            _imageGetter(ref _image);
+        else
+        {
+            _pathGetter!(ref _path);
+            _lastPath = _path.ToString();
+        }
+        return LastIdentity();
     }
 
     private delegate void SpanLoader(Span<float> destination);
@@ -102,11 +128,11 @@ internal sealed class ImageColumnReader
             System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(first);
     }
 
-    private static void Load(string path, long position, string columnName, int height, int width, Span<float> destination)
+    private static void Load(string path, long position, string columnName, int height, int width, Span<float> destination, long maxPixels)
     {
         try
         {
-            ImageTensorConverter.LoadNormalizedChw(path, height, width, destination);
+            ImageTensorConverter.LoadNormalizedChw(path, height, width, destination, maxPixels);
         }
         catch (Exception ex) when (ex is FileNotFoundException or InvalidDataException)
         {
@@ -134,4 +160,21 @@ internal sealed class ImageColumnReader
     /// <summary>The error for an image column of the wrong type.</summary>
     public static ArgumentOutOfRangeException SchemaMismatch(string name, DataViewType type, string paramName) =>
         new(paramName, $"Input column '{name}' has type {type}, but an image column (MLImage, e.g. from LoadImages) or a text column of image file paths is required.");
+}
+
+/// <summary>What tells two reads of an image column apart: the path for a path column, else the image's size and a hash of its pixels.</summary>
+internal readonly record struct ImageIdentity(string? Path, int Width, int Height, int PixelHash)
+{
+    /// <summary>The identity of <paramref name="image"/> (none for a missing image).</summary>
+    public static ImageIdentity Of(MLImage? image)
+    {
+        if (image is null)
+            return default;
+        var hash = new HashCode();
+        hash.AddBytes(image.Pixels);
+        return new(null, image.Width, image.Height, hash.ToHashCode());
+    }
+
+    /// <inheritdoc />
+    public override string ToString() => Path is not null ? $"'{Path}'" : $"a {Width}×{Height} image (pixel hash {PixelHash:X8})";
 }

@@ -14,6 +14,7 @@ internal static class TrainingImageReader
     /// <param name="height">Image height the detector takes.</param>
     /// <param name="width">Image width the detector takes.</param>
     /// <param name="batchSize">Images per batch (positive).</param>
+    /// <param name="maxImagePixels">Largest image accepted, width × height (<see cref="ImageAnomalyDetectorOptions.MaxImagePixels"/>).</param>
     /// <param name="cancellationToken">Checked before each image is read.</param>
     /// <returns>
     /// Batches in data order; each array is new and holds exactly <c>count</c> × 3 × height × width floats
@@ -21,9 +22,9 @@ internal static class TrainingImageReader
     /// </returns>
     /// <exception cref="ArgumentOutOfRangeException">The column is missing or has the wrong type (thrown at the call).</exception>
     /// <exception cref="ArgumentException">The data has no rows (thrown when enumerated).</exception>
-    /// <exception cref="InvalidDataException">A row has no image or an unreadable image file (names the row and path).</exception>
+    /// <exception cref="InvalidDataException">A row has no image, an image above the size limit or an unreadable image file (names the row and path).</exception>
     public static IEnumerable<(float[] Images, int Count)> ReadBatches(IDataView data, string column, int height, int width, int batchSize,
-        CancellationToken cancellationToken = default)
+        long maxImagePixels, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(data);
         ArgumentException.ThrowIfNullOrEmpty(column);
@@ -31,15 +32,15 @@ internal static class TrainingImageReader
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(width);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(batchSize);
         DataViewSchema.Column imageColumn = ImageColumnReader.Find(data.Schema, column, nameof(data));
-        return Read(data, imageColumn, height, width, batchSize, cancellationToken);
+        return Read(data, imageColumn, height, width, batchSize, maxImagePixels, cancellationToken);
     }
 
     private static IEnumerable<(float[] Images, int Count)> Read(IDataView data, DataViewSchema.Column column, int height, int width, int batchSize,
-        CancellationToken cancellationToken)
+        long maxImagePixels, CancellationToken cancellationToken)
     {
         int imageSize = 3 * height * width;
         using DataViewRowCursor cursor = data.GetRowCursor([column]);
-        var reader = new ImageColumnReader(cursor, column);
+        var reader = new ImageColumnReader(cursor, column, maxImagePixels);
         float[] batch = new float[batchSize * imageSize];
         int count = 0;
         long total = 0;

@@ -32,6 +32,10 @@ public static class AnomalyReport
     /// <param name="outputPng">The PNG file to write (its folder is created).</param>
     /// <exception cref="ArgumentException">Sizes do not match, or <paramref name="mapMax"/> ≤ <paramref name="mapMin"/>.</exception>
     /// <exception cref="FileNotFoundException">The image or mask file does not exist.</exception>
+    /// <exception cref="InvalidDataException">
+    /// The image or mask file is not a complete image, not a regular file, or larger than
+    /// <see cref="ImageAnomalyDetectorOptions.DefaultMaxImagePixels"/> pixels.
+    /// </exception>
     public static void WriteOverlay(string imagePath, ReadOnlySpan<float> map, int height, int width, float score,
         string? maskPath, float mapMin, float mapMax, string outputPng)
     {
@@ -46,9 +50,9 @@ public static class AnomalyReport
         if (!float.IsFinite(mapMin) || !float.IsFinite(mapMax) || !(mapMax > mapMin))
             throw new ArgumentException($"The colour range needs finite mapMin < mapMax, got [{mapMin}, {mapMax}].", nameof(mapMax));
 
-        var source = ImagePixels.LoadRgb(imagePath, out int imageHeight, out int imageWidth);
+        var source = ImagePixels.LoadRgb(imagePath, ImageAnomalyDetectorOptions.DefaultMaxImagePixels, out int imageHeight, out int imageWidth);
         var rgb = ImagePixels.ResizeRgb(source, imageHeight, imageWidth, height, width);
-        var mask = string.IsNullOrWhiteSpace(maskPath) ? null : ImagePixels.LoadMask(maskPath, height, width);
+        var mask = string.IsNullOrWhiteSpace(maskPath) ? null : ImagePixels.LoadMask(maskPath, height, width, ImageAnomalyDetectorOptions.DefaultMaxImagePixels);
         var pixels = ComposeOverlay(rgb, map, height, width, mask, mapMin, mapMax);
 
         var rgba = new byte[height * width * 4];

@@ -147,7 +147,7 @@ public sealed class ImageDetectorSweep
 
     private static void Release(SweepTrialResult result)
     {
-        result.Model?.Dispose();
+        result.Model?.Release();
         result.Model = null;
     }
 
@@ -228,6 +228,7 @@ public sealed class ImageDetectorSweep
         options.Device = _options.Device;
         options.BatchSize = _options.BatchSize;
         options.BackboneThreads = _options.BackboneThreads;
+        options.MaxImagePixels = _options.MaxImagePixels;
         options.Seed = seed;
         options.CancellationToken = _options.CancellationToken;
         var settings = plan.Settings;
@@ -301,7 +302,7 @@ public sealed class ImageDetectorSweep
         }
         catch (Exception e) when (e is not OperationCanceledException)
         {
-            model?.Dispose();
+            model?.Release();
             result.Error = e.Message;
             result.TrainSeconds = clock.Elapsed.TotalSeconds;
             channel.Warning($"Trial {number} ({trial.Description}) failed: {e.Message}");
@@ -309,7 +310,7 @@ public sealed class ImageDetectorSweep
         }
         catch
         {
-            model?.Dispose();
+            model?.Release();
             throw;
         }
     }

@@ -124,6 +124,12 @@ public sealed class ImageDetectorSweepOptions
     /// <summary>Cancels the sweep: checked between batches, training steps and trials; nothing is written to the output folder.</summary>
     public CancellationToken CancellationToken { get; set; }
 
+    /// <summary>
+    /// Largest image or mask, in pixels, the sweep reads (see <see cref="ImageAnomalyDetectorOptions.MaxImagePixels"/>); every
+    /// trial's model keeps it. Default <see cref="ImageAnomalyDetectorOptions.DefaultMaxImagePixels"/>.
+    /// </summary>
+    public long MaxImagePixels { get; set; } = ImageAnomalyDetectorOptions.DefaultMaxImagePixels;
+
     /// <summary>Checks the options; throws <see cref="ArgumentException"/> naming <paramref name="paramName"/>.</summary>
     internal void Validate(string paramName)
     {
@@ -162,6 +168,7 @@ public sealed class ImageDetectorSweepOptions
             throw new ArgumentException($"{nameof(OverlayCount)} must be 0 or more, not {OverlayCount}.", paramName);
         if (!Enum.IsDefined(Device))
             throw new ArgumentException($"{nameof(Device)} {Device} is not a defined {nameof(ComputeDevice)}.", paramName);
+        ImageAnomalyDetectorOptions.ValidateMaxImagePixels(MaxImagePixels, nameof(MaxImagePixels), paramName);
     }
 }
 

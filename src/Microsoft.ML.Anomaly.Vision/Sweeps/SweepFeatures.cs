@@ -54,15 +54,16 @@ internal sealed class SweepFeatures : IDisposable
         try
         {
             var clock = Stopwatch.StartNew();
-            train = BackboneFeatureExtraction.Extract(channel, data.Train, data.TrainColumn, size, size, options.BatchSize, backbone,
+            train = BackboneFeatureExtraction.Extract(channel, data.Train, data.TrainColumn, size, size, options.BatchSize, options.MaxImagePixels, backbone,
                 FeatureStorePrecision.Float32, BackboneFeatureExtraction.DefaultMemoryLimitBytes, progress, options.CancellationToken);
             double trainSeconds = clock.Elapsed.TotalSeconds;
             clock.Restart();
-            validation = BackboneFeatureExtraction.Extract(channel, data.Validation, data.ValidationColumn, size, size, options.BatchSize, backbone,
+            validation = BackboneFeatureExtraction.Extract(channel, data.Validation, data.ValidationColumn, size, size, options.BatchSize, options.MaxImagePixels, backbone,
                 FeatureStorePrecision.Float32, BackboneFeatureExtraction.DefaultMemoryLimitBytes, progress, options.CancellationToken);
             if (validation.Count != data.Count)
                 throw new InvalidOperationException($"The validation data gave {validation.Count} images but {data.Count} labels.");
-            bool[][]? masks = data.MaskPaths?.Select(path => path.Length == 0 ? [] : Evaluation.ImagePixels.LoadMask(path, size, size)).ToArray();
+            bool[][]? masks = data.MaskPaths?.Select((path, i) => path.Length == 0 ? [] : Evaluation.ImagePixels.LoadRowMask(path, size, size,
+                options.MaxImagePixels, data.Labels[i], data.ImagePaths[i], $"Validation row {i}")).ToArray();
             double validationSeconds = clock.Elapsed.TotalSeconds;
             return new SweepFeatures(size, layers, train, validation, masks, trainSeconds, validationSeconds);
         }

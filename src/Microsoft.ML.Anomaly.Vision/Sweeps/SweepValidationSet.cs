@@ -86,7 +86,7 @@ internal sealed class SweepValidationSet : IDisposable
                 string source = paths[held[v]];
                 if (v >= heldOut - defective)
                 {
-                    byte[] rgb = Evaluation.ImagePixels.LoadRgb(source, out int height, out int width);
+                    byte[] rgb = Evaluation.ImagePixels.LoadRgb(source, options.MaxImagePixels, out int height, out int width);
                     int imageSeed = (int)DeterministicRandom.Combine((ulong)(uint)seed, (ulong)v);
                     SyntheticAnomaly anomaly = SyntheticAnomalyGenerator.Apply(rgb, height, width, imageSeed, options.SyntheticAnomalies);
                     string name = $"synthetic_{v:D3}_{Path.GetFileNameWithoutExtension(source)}";

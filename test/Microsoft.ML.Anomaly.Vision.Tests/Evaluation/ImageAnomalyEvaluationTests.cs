@@ -81,12 +81,12 @@ public sealed class ImageAnomalyEvaluationTests
             // pixels are (0,0) (0,2) (2,0) (2,2), none of them set; at 4×4 the mask is unchanged.
             string path = EvaluationTestImages.WriteGrayPng(Path.Combine(folder, "m.png"), 4, 4,
                 (y, x) => (y, x) == (1, 2) ? (byte)255 : (y, x) == (3, 0) ? (byte)1 : (byte)0);
-            var same = Microsoft.ML.Anomaly.Vision.Evaluation.ImagePixels.LoadMask(path, 4, 4);
+            var same = Microsoft.ML.Anomaly.Vision.Evaluation.ImagePixels.LoadMask(path, 4, 4, ImageAnomalyDetectorOptions.DefaultMaxImagePixels);
             CollectionAssert.AreEqual(new[] { 6, 12 }, Enumerable.Range(0, 16).Where(i => same[i]).ToArray());
-            var half = Microsoft.ML.Anomaly.Vision.Evaluation.ImagePixels.LoadMask(path, 2, 2);
+            var half = Microsoft.ML.Anomaly.Vision.Evaluation.ImagePixels.LoadMask(path, 2, 2, ImageAnomalyDetectorOptions.DefaultMaxImagePixels);
             CollectionAssert.AreEqual(new[] { false, false, false, false }, half);
             // Upscaled to 8×8 each source pixel covers 2×2: (1,2) → rows 2-3, cols 4-5.
-            var big = Microsoft.ML.Anomaly.Vision.Evaluation.ImagePixels.LoadMask(path, 8, 8);
+            var big = Microsoft.ML.Anomaly.Vision.Evaluation.ImagePixels.LoadMask(path, 8, 8, ImageAnomalyDetectorOptions.DefaultMaxImagePixels);
             CollectionAssert.AreEqual(new[] { 20, 21, 28, 29, 48, 49, 56, 57 }, Enumerable.Range(0, 64).Where(i => big[i]).ToArray());
         }
         finally

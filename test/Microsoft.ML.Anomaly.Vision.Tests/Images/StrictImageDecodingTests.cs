@@ -41,13 +41,13 @@ public sealed class StrictImageDecodingTests
         foreach (string path in new[] { large, small, large, small })
         {
             var fromFile = new float[3 * 16 * 24];
-            ImageTensorConverter.LoadNormalizedChw(path, 16, 24, fromFile);
+            ImageTensorConverter.LoadNormalizedChw(path, 16, 24, fromFile, ImageAnomalyDetectorOptions.DefaultMaxImagePixels);
             var fromImage = new float[3 * 16 * 24];
             using (MLImage image = ImageTensorConverter.LoadImage(path))
                 ImageTensorConverter.ToNormalizedChw(image, 16, 24, fromImage);
             CollectionAssert.AreEqual(fromImage, fromFile, Path.GetFileName(path));
         }
-        var ex = Assert.ThrowsExactly<InvalidDataException>(() => ImageTensorConverter.LoadNormalizedChw(truncated, 16, 24, new float[3 * 16 * 24]));
+        var ex = Assert.ThrowsExactly<InvalidDataException>(() => ImageTensorConverter.LoadNormalizedChw(truncated, 16, 24, new float[3 * 16 * 24], ImageAnomalyDetectorOptions.DefaultMaxImagePixels));
         StringAssert.Contains(ex.Message, truncated);
     }
 
@@ -82,7 +82,7 @@ public sealed class StrictImageDecodingTests
         string folder = TestImages.NewDirectory();
         string mask = Path.Combine(folder, "mask.png");
         PngEncoder.Write(mask, [255, 0, 0, 0], 2, 1, 2);   // white but transparent, black opaque
-        CollectionAssert.AreEqual(new[] { true, false }, ImagePixels.LoadMask(mask, 1, 2));
+        CollectionAssert.AreEqual(new[] { true, false }, ImagePixels.LoadMask(mask, 1, 2, ImageAnomalyDetectorOptions.DefaultMaxImagePixels));
     }
 
     [TestMethod]

@@ -18,7 +18,7 @@ public sealed class TrainingImageReaderTests
         string dir = TestImages.NewDirectory();
         byte[] reds = [0, 60, 120, 180, 240];
         var rows = reds.Select((r, i) => new ImagePathRow { ImagePath = TestImages.WriteUniformPng(dir, $"{i}.png", 3, 2, r, 0, 255) }).ToArray();
-        var batches = TrainingImageReader.ReadBatches(mlContext.Data.LoadFromEnumerable(rows), "ImagePath", 2, 2, 2).ToList();
+        var batches = TrainingImageReader.ReadBatches(mlContext.Data.LoadFromEnumerable(rows), "ImagePath", 2, 2, 2, ImageAnomalyDetectorOptions.DefaultMaxImagePixels).ToList();
 
         CollectionAssert.AreEqual(new[] { 2, 2, 1 }, batches.Select(b => b.Count).ToArray());
         CollectionAssert.AreEqual(new[] { 24, 24, 12 }, batches.Select(b => b.Images.Length).ToArray());
@@ -37,7 +37,7 @@ public sealed class TrainingImageReaderTests
         string dir = TestImages.NewDirectory();
         var rows = new[] { new ImagePathRow { ImagePath = TestImages.WriteUniformPng(dir, "a.png", 4, 4, 30, 60, 90) } };
         IDataView images = mlContext.Transforms.LoadImages("Image", null, "ImagePath").Fit(mlContext.Data.LoadFromEnumerable(rows)).Transform(mlContext.Data.LoadFromEnumerable(rows));
-        var batch = TrainingImageReader.ReadBatches(images, "Image", 2, 2, 8).Single();
+        var batch = TrainingImageReader.ReadBatches(images, "Image", 2, 2, 8, ImageAnomalyDetectorOptions.DefaultMaxImagePixels).Single();
         Assert.AreEqual(1, batch.Count);
         Assert.AreEqual(TestImages.Normalize(60, 1), batch.Images[5], 1e-5f);
     }
@@ -47,7 +47,7 @@ public sealed class TrainingImageReaderTests
     {
         var mlContext = new MLContext();
         IDataView empty = mlContext.Data.LoadFromEnumerable(Array.Empty<ImagePathRow>());
-        var ex = Assert.ThrowsExactly<ArgumentException>(() => TrainingImageReader.ReadBatches(empty, "ImagePath", 2, 2, 2).ToList());
+        var ex = Assert.ThrowsExactly<ArgumentException>(() => TrainingImageReader.ReadBatches(empty, "ImagePath", 2, 2, 2, ImageAnomalyDetectorOptions.DefaultMaxImagePixels).ToList());
         Assert.AreEqual("data", ex.ParamName);
         StringAssert.Contains(ex.Message, "no rows");
     }
@@ -57,7 +57,7 @@ public sealed class TrainingImageReaderTests
     {
         var mlContext = new MLContext();
         IDataView data = mlContext.Data.LoadFromEnumerable(new[] { new NumberRow { Image = 1 } });
-        var ex = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => TrainingImageReader.ReadBatches(data, "Image", 2, 2, 2));
+        var ex = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => TrainingImageReader.ReadBatches(data, "Image", 2, 2, 2, ImageAnomalyDetectorOptions.DefaultMaxImagePixels));
         StringAssert.Contains(ex.Message, "'Image'");
         StringAssert.Contains(ex.Message, "Single");
     }
@@ -67,7 +67,7 @@ public sealed class TrainingImageReaderTests
     {
         var mlContext = new MLContext();
         IDataView data = mlContext.Data.LoadFromEnumerable(new[] { new NumberRow { Image = 1 } });
-        var ex = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => TrainingImageReader.ReadBatches(data, "Pictures", 2, 2, 2));
+        var ex = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => TrainingImageReader.ReadBatches(data, "Pictures", 2, 2, 2, ImageAnomalyDetectorOptions.DefaultMaxImagePixels));
         StringAssert.Contains(ex.Message, "'Pictures'");
     }
 
@@ -78,7 +78,7 @@ public sealed class TrainingImageReaderTests
         string dir = TestImages.NewDirectory();
         string missing = Path.Combine(dir, "gone.png");
         var rows = new[] { new ImagePathRow { ImagePath = TestImages.WriteUniformPng(dir, "ok.png", 2, 2, 1, 2, 3) }, new ImagePathRow { ImagePath = missing } };
-        var ex = Assert.ThrowsExactly<InvalidDataException>(() => TrainingImageReader.ReadBatches(mlContext.Data.LoadFromEnumerable(rows), "ImagePath", 2, 2, 8).ToList());
+        var ex = Assert.ThrowsExactly<InvalidDataException>(() => TrainingImageReader.ReadBatches(mlContext.Data.LoadFromEnumerable(rows), "ImagePath", 2, 2, 8, ImageAnomalyDetectorOptions.DefaultMaxImagePixels).ToList());
         StringAssert.Contains(ex.Message, "Row 1");
         StringAssert.Contains(ex.Message, missing);
     }

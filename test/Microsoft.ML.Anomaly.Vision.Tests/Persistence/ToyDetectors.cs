@@ -163,7 +163,7 @@ internal sealed class ToyEstimator : ImageAnomalyEstimatorBase<ToyTransformer>
     {
         double sum = 0;
         long n = 0;
-        foreach ((float[] images, int count) in TrainingImageReader.ReadBatches(input, _options.InputColumnName, _options.Size, _options.Size, batchSize: 2))
+        foreach ((float[] images, int count) in TrainingImageReader.ReadBatches(input, _options.InputColumnName, _options.Size, _options.Size, batchSize: 2, _options.MaxImagePixels))
         {
             foreach (float v in images)
                 sum += v;
