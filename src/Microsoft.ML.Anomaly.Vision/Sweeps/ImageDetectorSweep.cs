@@ -53,6 +53,11 @@ public sealed class ImageDetectorSweep
         ArgumentNullException.ThrowIfNull(train);
         var clock = Stopwatch.StartNew();
         using IChannel channel = _host.Start("Sweep");
+        if (_options.OutputFolder is string outputFolder)
+            SweepReport.CheckWritable(outputFolder);
+        int stale = ProcessTempFolder.DeleteStale(SweepValidationSet.TemporaryFolderPrefix);
+        if (stale > 0)
+            channel.Info($"Deleted {stale} temporary folder(s) left in {Path.GetTempPath()} by sweeps whose process was killed.");
         CancellationToken cancellation = _options.CancellationToken;
         int seed = _options.Seed ?? _contextSeed ?? 0;
         var trials = PlanTrials(seed);
