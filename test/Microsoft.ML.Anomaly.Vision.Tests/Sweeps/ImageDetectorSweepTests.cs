@@ -118,6 +118,13 @@ public sealed class ImageDetectorSweepTests
             MaxTrials = 3,
         }).Trials.Select(t => t.Description).ToArray();
 
+        // A MaxTrials larger than the space runs every configuration once (MaxTrials × 100 draws once wrapped to a negative count).
+        var small = new DfmSearchSpace { Layer = "layer1", PoolingKernelSize = SearchParameter.Choice(1, 2), VarianceShare = SearchParameter.Choice(0.9f, 0.97f) };
+        string[] all = Run(new MLContext(5), new ImageDetectorSweepOptions { ImageSize = 32, SearchSpace = [small], MaxTrials = int.MaxValue })
+            .Trials.Select(t => t.Description).ToArray();
+        Assert.HasCount(4, all, string.Join("; ", all));
+        Assert.HasCount(4, all.Distinct());
+
         string[] first = Plan(5);
         Assert.HasCount(3, first);
         Assert.HasCount(3, first.Distinct(), "random search draws distinct configurations");
