@@ -59,7 +59,7 @@ public static class CfaTrainer
             throw new ArgumentException($"GammaD {options.GammaD} exceeds the {inChannels} input channels; the descriptor would have no output channel.", nameof(options));
         int patches = gridH * gridW;
         int bankSize = options.GammaC > 1 ? patches / options.GammaC : patches;
-        int k = options.NumNearestNeighbors + options.NumHardNegativeFeatures;
+        long k = (long)options.NumNearestNeighbors + options.NumHardNegativeFeatures;
         if (bankSize < k)
             throw new ArgumentException(
                 $"The memory bank would hold {bankSize} entries ({gridH}×{gridW} patches / GammaC {options.GammaC}), fewer than the " +

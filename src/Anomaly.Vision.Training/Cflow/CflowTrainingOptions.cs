@@ -3,10 +3,10 @@ namespace Anomaly.Vision.Training;
 /// <summary>Settings of CFlow's decoder training; the defaults are anomalib's CFlow defaults.</summary>
 public sealed class CflowTrainingOptions
 {
-    /// <summary>Length of the 2-D positional code that conditions the flows; a positive multiple of 4. Default 128.</summary>
+    /// <summary>Length of the 2-D positional code that conditions the flows; a positive multiple of 4 up to <see cref="MaxConditionVectorSize"/>. Default 128.</summary>
     public int ConditionVectorSize { get; set; } = 128;
 
-    /// <summary>Number of coupling blocks per decoder. Default 8.</summary>
+    /// <summary>Number of coupling blocks per decoder, 1 to <see cref="MaxCouplingBlocks"/>. Default 8.</summary>
     public int CouplingBlocks { get; set; } = 8;
 
     /// <summary>Clamping α of the affine coupling: log-scales are α·tanh(·). Default 1.9.</summary>
@@ -37,6 +37,12 @@ public sealed class CflowTrainingOptions
     /// <summary>Which CUDA device training uses when it runs on CUDA (0 is the first). Default 0.</summary>
     public int CudaDeviceIndex { get; set; }
 
+    /// <summary>Largest <see cref="ConditionVectorSize"/> accepted: 4096.</summary>
+    public const int MaxConditionVectorSize = 4096;
+
+    /// <summary>Largest <see cref="CouplingBlocks"/> accepted: 64.</summary>
+    public const int MaxCouplingBlocks = 64;
+
     /// <summary>Checks every setting; the trainer does so before it starts.</summary>
     /// <param name="parameterName">The parameter name the exception carries.</param>
     /// <exception cref="ArgumentException">A setting is out of range; the message names it.</exception>
@@ -44,11 +50,11 @@ public sealed class CflowTrainingOptions
     {
         if (CudaDeviceIndex < 0)
             throw new ArgumentException($"{nameof(CudaDeviceIndex)} must be 0 or more, not {CudaDeviceIndex}.", parameterName);
-        if (ConditionVectorSize <= 0 || ConditionVectorSize % 4 != 0)
+        if (ConditionVectorSize <= 0 || ConditionVectorSize % 4 != 0 || ConditionVectorSize > MaxConditionVectorSize)
             throw new ArgumentException(
-                $"{nameof(ConditionVectorSize)} must be a positive multiple of 4 (got {ConditionVectorSize}).", parameterName);
-        if (CouplingBlocks <= 0)
-            throw new ArgumentException($"{nameof(CouplingBlocks)} must be positive (got {CouplingBlocks}).", parameterName);
+                $"{nameof(ConditionVectorSize)} must be a positive multiple of 4 up to {MaxConditionVectorSize} (got {ConditionVectorSize}).", parameterName);
+        if (CouplingBlocks <= 0 || CouplingBlocks > MaxCouplingBlocks)
+            throw new ArgumentException($"{nameof(CouplingBlocks)} must be between 1 and {MaxCouplingBlocks} (got {CouplingBlocks}).", parameterName);
         if (!(ClampAlpha > 0) || float.IsInfinity(ClampAlpha))
             throw new ArgumentException($"{nameof(ClampAlpha)} must be positive and finite (got {ClampAlpha}).", parameterName);
         if (FiberBatchSize <= 0)

@@ -11,7 +11,11 @@ namespace Anomaly.Vision.Training;
 /// </summary>
 /// <remarks>
 /// Images are kept in memory while the stored bytes stay within the memory limit; every image added after the
-/// limit is reached is appended to a temporary file, which is deleted when the store is disposed.
+/// limit is reached is appended to a temporary file, <c>anomaly-vision-features-&lt;guid&gt;.bin</c> in the system's
+/// temporary folder (<c>$TMPDIR</c>, <see cref="Path.GetTempPath"/>) unless another folder is given. The file lives
+/// no longer than the process: on Linux and macOS its name is removed as soon as it is open (the data stays reachable
+/// through the open handle), and on Windows it is opened with <see cref="FileOptions.DeleteOnClose"/>, which the
+/// system applies when the process ends; so even a killed process leaves no file behind.
 /// <see cref="Read"/> may be called from several threads at once; <see cref="Add"/> may not run concurrently with
 /// anything else.
 /// </remarks>
@@ -84,7 +88,10 @@ public sealed class FeatureStore : IFeatureSource, IDisposable
     /// <summary>Bytes of feature values held in memory.</summary>
     public long MemoryBytes => (long)InMemoryCount * _imageElements * _elementBytes;
 
-    /// <summary>Path of the temporary file, or <see langword="null"/> while nothing was spilled.</summary>
+    /// <summary>
+    /// Path the temporary file was created at, or <see langword="null"/> while nothing was spilled. On Linux and macOS
+    /// the name is removed as soon as the file is open, so nothing is found there.
+    /// </summary>
     public string? SpillFilePath => _filePath;
 
     /// <summary>Adds one image's maps, one CHW array per layer; the values are copied.</summary>
@@ -227,6 +234,8 @@ public sealed class FeatureStore : IFeatureSource, IDisposable
         string path = Path.Combine(_spillDirectory, $"anomaly-vision-features-{Guid.NewGuid():N}.bin");
         _file = File.OpenHandle(path, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None, FileOptions.DeleteOnClose);
         _filePath = path;
+        if (!OperatingSystem.IsWindows())
+            File.Delete(path);      // unlinked while open: the data goes with the last handle, even when the process is killed
     }
 
     private void ReadExactly(Span<byte> destination, long offset)

@@ -22,6 +22,12 @@ namespace Microsoft.ML.Anomaly.Vision;
 /// (conv1 [3, 3, 2, 2], max pool and strided convolutions [1, 1, 0, 0]) become torchvision's symmetric ones,
 /// which take exactly the same windows at even sizes and torchvision's windows at odd ones; the stage outputs
 /// become the graph outputs <c>layer1</c> … <c>layer4</c> and the pooling head is dropped.</para>
+/// <para>The package's file declares ONNX opset 8; the converted model declares <see cref="ConvertedOpset"/>, the opset
+/// <c>ExportToOnnx</c> writes, so that a detector on it exports. Its remaining operators (Add, Conv, BatchNormalization,
+/// Relu, MaxPool) compute the same at both opsets once BatchNormalization's <c>spatial</c> attribute, removed in opset 9, is
+/// dropped (it is 1, the per-channel statistics that later opsets always use). Models saved before the converted model
+/// declared opset 13 hold it at opset 8: they load and score as before, and their export raises the opset the same way
+/// (<see cref="RaiseLegacyOpset"/>).</para>
 /// </remarks>
 public static class ImageNetBackbones
 {
@@ -39,6 +45,13 @@ public static class ImageNetBackbones
     private static readonly string[] StageTensors = ["ReLU283_Output_0", "ReLU315_Output_0", "ReLU347_Output_0", "ReLU393_Output_0"];
     private const int ConvolutionCount = 22;         // conv1, 2·(2+2+2+3) block convolutions, 3 downsample convolutions
     private const int OriginalSize = 224;
+    private const string ArchitectureName = "resnet18_dnnimagefeaturizer";
+
+    /// <summary>The ONNX opset the converted model declares (the package's file declares 8).</summary>
+    internal const int ConvertedOpset = 13;
+
+    // The operators left in the converted graph, which mean the same at opsets 8 to ConvertedOpset (without BatchNormalization's spatial).
+    private static readonly HashSet<string> ConvertedOperators = new(StringComparer.Ordinal) { "Add", "Conv", "BatchNormalization", "Relu", "MaxPool" };
 
     /// <summary>Per-channel means (R, G, B) of the package's mean image <c>MeanImage</c> (ResNetPreprocess.onnx), 0–255.</summary>
     internal static ReadOnlySpan<float> MeanImageChannelMeans => [123.151634f, 115.902885f, 103.06262f];
@@ -149,16 +162,70 @@ public static class ImageNetBackbones
         OnnxModelEditor.Prune(graph, "input");          // drops the pooling head
         graph.Name = "resnet18_imagenet_dnnimagefeaturizer";
 
-        // Initializers need not be graph inputs from IR version 4 on (the CNTK export says 3 but does not list them).
-        model.IrVersion = Math.Max(model.IrVersion, 4);
+        RaiseOpset(model, source);
         model.ProducerName = "Anomaly.Vision";
         model.ProducerVersion = typeof(ImageNetBackbones).Assembly.GetName().Version?.ToString() ?? "0";
         model.DocString = $"ImageNet ResNet-18 (3 blocks in layer4) of {ResNet18Description.Source}, converted to a feature extractor: " +
                           "input N×3×H×W normalised with the ImageNet mean and standard deviation (RGB), outputs layer1 to layer4.";
         model.MetadataProps.Clear();
-        model.MetadataProps.Add(new StringStringEntryProto { Key = ResNetBackbones.ArchitectureMetadataKey, Value = "resnet18_dnnimagefeaturizer" });
+        model.MetadataProps.Add(new StringStringEntryProto { Key = ResNetBackbones.ArchitectureMetadataKey, Value = ArchitectureName });
         OnnxModelEditor.SetDescription(model, ResNet18Description);
         return model.ToByteArray();
+    }
+
+    /// <summary>
+    /// Raises a converted ResNet-18 that declares the package's opset 8 (as saved models made before the conversion
+    /// declared <see cref="ConvertedOpset"/> hold it) to <see cref="ConvertedOpset"/>; any other model is left as it is.
+    /// </summary>
+    /// <param name="model">A backbone model, modified in place when it is such a conversion.</param>
+    /// <returns>True when the model was raised.</returns>
+    /// <exception cref="NotSupportedException">The model says it is the converted ResNet-18 but holds operators the conversion does not write.</exception>
+    internal static bool RaiseLegacyOpset(ModelProto model)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        bool converted = model.MetadataProps.Any(p => p.Key == ResNetBackbones.ArchitectureMetadataKey && p.Value == ArchitectureName);
+        if (!converted || DefaultOpset(model) >= ConvertedOpset)
+            return false;
+        try
+        {
+            RaiseOpset(model, "the backbone");
+        }
+        catch (ArgumentException e)
+        {
+            throw new NotSupportedException($"The backbone is marked as the converted ImageNet ResNet-18 at opset {DefaultOpset(model)} but cannot be raised to opset {ConvertedOpset}: {e.Message}", e);
+        }
+        return true;
+    }
+
+    /// <summary>The opset of the default ONNX domain that <paramref name="model"/> imports (1 when it names none).</summary>
+    internal static int DefaultOpset(ModelProto model) =>
+        (int)(model.OpsetImport.FirstOrDefault(o => string.IsNullOrEmpty(o.Domain) || o.Domain == "ai.onnx")?.Version ?? 1);
+
+    /// <summary>
+    /// Makes the converted graph (opset 8) declare <see cref="ConvertedOpset"/>: drops BatchNormalization's <c>spatial</c>
+    /// attribute, which must be 1, after checking that every operator is one whose meaning is the same at both opsets.
+    /// </summary>
+    private static void RaiseOpset(ModelProto model, string source)
+    {
+        GraphProto graph = model.Graph;
+        if (model.OpsetImport.Any(o => !string.IsNullOrEmpty(o.Domain) && o.Domain != "ai.onnx"))
+            throw new ArgumentException($"{source} imports operator sets other than the default ONNX domain.", "path");
+        foreach (NodeProto node in graph.Node)
+        {
+            if (!ConvertedOperators.Contains(node.OpType) || !string.IsNullOrEmpty(node.Domain))
+                throw new ArgumentException($"{source} holds operator {node.OpType} (node '{node.Name}'), which the conversion does not write.", "path");
+            if (node.OpType != "BatchNormalization")
+                continue;
+            var spatial = node.Attribute.FirstOrDefault(a => a.Name == "spatial");
+            if (spatial is not null && spatial.I != 1)
+                throw new ArgumentException($"{source}: BatchNormalization node '{node.Name}' has spatial = {spatial.I}; only per-channel statistics (1) are supported.", "path");
+            if (spatial is not null)
+                node.Attribute.Remove(spatial);
+        }
+        model.OpsetImport.Clear();
+        model.OpsetImport.Add(new OperatorSetIdProto { Domain = "", Version = ConvertedOpset });
+        // Opset 13 comes with IR version 7 (initializers need not be graph inputs from IR version 4 on; the CNTK export says 3).
+        model.IrVersion = Math.Max(model.IrVersion, 7);
     }
 
     private static NodeProto CheckIsResNet18(GraphProto graph, Dictionary<string, TensorProto> initializers, string source)

@@ -59,7 +59,79 @@ internal static class OnnxModelEditor
             throw new ArgumentException(
                 $"{source} is not an ONNX model: it has no IR version, operator set or graph nodes.", paramName);
         }
+        RefuseExternalData(model, source, paramName);
         return model;
+    }
+
+    /// <summary>
+    /// Refuses a model that keeps any tensor in an external data file, wherever the tensor is: initializers, sparse
+    /// initializers, tensor attributes (Constant's value and others, dense or sparse), subgraphs of If, Loop and Scan at
+    /// any depth, local functions and training graphs. ONNX Runtime would open the named file, relative to a folder that
+    /// bytes in memory do not have, so such a model must not reach it.
+    /// </summary>
+    private static void RefuseExternalData(ModelProto model, string source, string paramName)
+    {
+        void Tensor(TensorProto? tensor, string where)
+        {
+            if (tensor is null || (tensor.DataLocation != TensorProto.Types.DataLocation.External && tensor.ExternalData.Count == 0))
+                return;
+            string name = string.IsNullOrEmpty(tensor.Name) ? "" : $"'{tensor.Name}' ";
+            string? file = tensor.ExternalData.FirstOrDefault(e => e.Key == "location")?.Value;
+            throw new ArgumentException(
+                $"{source} keeps tensor {name}({where}) in an external data file{(file is null ? "" : $" ('{file}')")}; external data is refused " +
+                "wherever it is. Save the model with its weights inside the .onnx file (onnx.save(model, path, save_as_external_data=False)).", paramName);
+        }
+        void Sparse(SparseTensorProto? sparse, string where)
+        {
+            if (sparse is null)
+                return;
+            Tensor(sparse.Values, where + ", sparse values");
+            Tensor(sparse.Indices, where + ", sparse indices");
+        }
+        void Attribute(AttributeProto attribute, string where)
+        {
+            where = $"attribute '{attribute.Name}' of {where}";
+            Tensor(attribute.T, where);
+            foreach (TensorProto t in attribute.Tensors)
+                Tensor(t, where);
+            Sparse(attribute.SparseTensor, where);
+            foreach (SparseTensorProto t in attribute.SparseTensors)
+                Sparse(t, where);
+            if (attribute.G is not null)
+                Graph(attribute.G, $"the subgraph in {where}");
+            foreach (GraphProto g in attribute.Graphs)
+                Graph(g, $"a subgraph in {where}");
+        }
+        void Nodes(IEnumerable<NodeProto> nodes, string where)
+        {
+            foreach (NodeProto node in nodes)
+                foreach (AttributeProto attribute in node.Attribute)
+                    Attribute(attribute, $"{node.OpType} node '{node.Name}' in {where}");
+        }
+        void Graph(GraphProto? graph, string where)
+        {
+            if (graph is null)
+                return;
+            foreach (TensorProto t in graph.Initializer)
+                Tensor(t, $"an initializer of {where}");
+            foreach (SparseTensorProto t in graph.SparseInitializer)
+                Sparse(t, $"a sparse initializer of {where}");
+            Nodes(graph.Node, where);
+        }
+
+        Graph(model.Graph, "the main graph");
+        foreach (FunctionProto function in model.Functions)
+        {
+            string where = $"function '{function.Name}'";
+            Nodes(function.Node, where);
+            foreach (AttributeProto attribute in function.AttributeProto)
+                Attribute(attribute, where);
+        }
+        foreach (TrainingInfoProto training in model.TrainingInfo)
+        {
+            Graph(training.Initialization, "the training initialization graph");
+            Graph(training.Algorithm, "the training algorithm graph");
+        }
     }
 
     /// <summary>Resolves <paramref name="layers"/> to tensors, makes them the graph outputs and checks the image input.</summary>
@@ -70,15 +142,6 @@ internal static class OnnxModelEditor
     {
         GraphProto graph = model.Graph;
         var initializers = new HashSet<string>(graph.Initializer.Select(t => t.Name), StringComparer.Ordinal);
-        foreach (var t in graph.Initializer)
-        {
-            if (t.DataLocation == TensorProto.Types.DataLocation.External || t.ExternalData.Count > 0)
-            {
-                throw new ArgumentException(
-                    $"{source} keeps tensor '{t.Name}' in an external data file; save the model with its weights inside " +
-                    "the .onnx file (onnx.save(model, path, save_as_external_data=False)).", nameof(model));
-            }
-        }
 
         var imageInputs = graph.Input.Where(i => !initializers.Contains(i.Name)).ToList();
         if (imageInputs.Count != 1)

@@ -13,6 +13,9 @@ public abstract partial class BackboneAnomalyTransformerBase : ImageAnomalyTrans
     // Name of the model stream holding the backbone's ONNX bytes.
     private const string BackboneStreamName = "Backbone.onnx";
 
+    // The first format whose fields record the backbone stream's byte count.
+    private const uint RecordedBackboneLengthVersion = 0x00010003;
+
     private readonly int _height;
     private readonly int _width;
     // The frozen backbone, shared with copies, cursors and prediction engines (see Dispose).
@@ -36,9 +39,11 @@ public abstract partial class BackboneAnomalyTransformerBase : ImageAnomalyTrans
         // int: backbone intra-op threads (0 = automatic)
         // int: layer count L (1 or more)
         // L × name: each layer name
+        // long: byte count of the backbone's ONNX bytes (1 or more; since 1.3), checked against the stream before it is read
         // stream Backbone.onnx: the backbone's ONNX bytes (ModelStreams.SaveBytes)
         // then the algorithm's streams (SaveAlgorithm)
         string[] layers;
+        long? backboneLength = null;
         try
         {
             BinaryReader reader = fields.Reader;
@@ -55,13 +60,19 @@ public abstract partial class BackboneAnomalyTransformerBase : ImageAnomalyTrans
             layers = new string[layerCount];
             for (int i = 0; i < layerCount; i++)
                 layers[i] = fields.ReadString();
+            if (ctx.Header.ModelVerWritten >= RecordedBackboneLengthVersion)
+            {
+                backboneLength = reader.ReadInt64();
+                if (backboneLength < 1 || backboneLength > Array.MaxLength)
+                    throw new FormatException($"the backbone's byte count {backboneLength} is outside 1 to {Array.MaxLength}");
+            }
             fields.EnsureConsumed();
         }
         catch (Exception ex) when (ex is EndOfStreamException or InvalidDataException or (FormatException and not DamagedModelStreamException))
         {
             throw new FormatException($"The {registrationName} model is invalid: {ex.Message}", ex);
         }
-        byte[] onnx = ModelStreams.LoadBytes(ctx, BackboneStreamName);
+        byte[] onnx = ModelStreams.LoadBytes(ctx, BackboneStreamName, backboneLength);
         try
         {
             _backbone = new SharedBackbone(OnnxBackbone.FromBytes(onnx, layers, BackboneThreads));
@@ -153,6 +164,7 @@ public abstract partial class BackboneAnomalyTransformerBase : ImageAnomalyTrans
         writer.Write(Backbone.Layers.Count);
         foreach (string layer in Backbone.Layers)
             ModelFieldReader.WriteStringOrNull(writer, layer);
+        writer.Write((long)Backbone.ModelBytes.Length);
     }
 
     private protected sealed override void SaveDetectorStreams(ModelSaveContext ctx)
@@ -177,8 +189,9 @@ public abstract partial class BackboneAnomalyTransformerBase : ImageAnomalyTrans
         // 1.2: the transformer's fields form one checked block with names inline, and every named stream (backbone
         //      ONNX, algorithm model) is a checked block: a SHA-256 of its bytes is checked before they are used
         //      (ModelStreams). 1.1 models still load, without those checks.
-        verWrittenCur: ModelStreams.FirstCheckedVersion,
-        verReadableCur: ModelStreams.FirstCheckedVersion,
+        // 1.3: the fields record the backbone's byte count, checked against Backbone.onnx before it is read.
+        verWrittenCur: RecordedBackboneLengthVersion,
+        verReadableCur: RecordedBackboneLengthVersion,
         verWeCanReadBack: 0x00010001,
         loaderAssemblyName: loaderType.Assembly.FullName,
         loaderSignature: loaderSignature,

@@ -11,6 +11,12 @@ public abstract class BackboneDetectorOptions : ImageAnomalyDetectorOptions
     /// <summary>Default input height and width, as anomalib's detectors use.</summary>
     public const int DefaultImageSize = 256;
 
+    /// <summary>Largest <see cref="ImageHeight"/> and <see cref="ImageWidth"/> accepted: 4096 pixels.</summary>
+    public const int MaxImageSize = 4096;
+
+    /// <summary>Largest <see cref="BatchSize"/> accepted: 4096 images.</summary>
+    public const int MaxBatchSize = 4096;
+
     /// <summary>Creates options with the defaults.</summary>
     protected BackboneDetectorOptions()
     {
@@ -31,10 +37,10 @@ public abstract class BackboneDetectorOptions : ImageAnomalyDetectorOptions
     /// </summary>
     public string? BackbonePath { get; set; }
 
-    /// <summary>Height in pixels images are resized to; also the anomaly map's height. Default 256.</summary>
+    /// <summary>Height in pixels images are resized to; also the anomaly map's height. Default 256; 32 to <see cref="MaxImageSize"/>.</summary>
     public int ImageHeight { get; set; } = DefaultImageSize;
 
-    /// <summary>Width in pixels images are resized to; also the anomaly map's width. Default 256.</summary>
+    /// <summary>Width in pixels images are resized to; also the anomaly map's width. Default 256; 32 to <see cref="MaxImageSize"/>.</summary>
     public int ImageWidth { get; set; } = DefaultImageSize;
 
     /// <summary>
@@ -43,7 +49,10 @@ public abstract class BackboneDetectorOptions : ImageAnomalyDetectorOptions
     /// </summary>
     public ComputeDevice Device { get; set; } = ComputeDevice.Auto;
 
-    /// <summary>Images per training batch (and per backbone batch during feature extraction). Default 32, as anomalib's data loaders.</summary>
+    /// <summary>
+    /// Images per training batch (and per backbone batch during feature extraction). Default 32, as anomalib's data loaders;
+    /// 1 to <see cref="MaxBatchSize"/>, and a batch of images and each batch of layer maps must fit in one array.
+    /// </summary>
     public int BatchSize { get; set; } = 32;
 
     /// <summary>
@@ -79,6 +88,37 @@ public abstract class BackboneDetectorOptions : ImageAnomalyDetectorOptions
         return options;
     }
 
+    /// <summary>
+    /// Checks a batch size (named <paramref name="option"/>): 1 to <see cref="MaxBatchSize"/>, and a batch of images of
+    /// <paramref name="height"/>×<paramref name="width"/> (3 float channels) fits in one array.
+    /// </summary>
+    internal static void CheckBatchSize(int batchSize, string option, int height, int width, string paramName)
+    {
+        if (batchSize < 1 || batchSize > MaxBatchSize)
+            throw new ArgumentException($"{option} must be between 1 and {MaxBatchSize}, not {batchSize}.", paramName);
+        long values = (long)batchSize * 3 * height * width;
+        if (values > Array.MaxLength)
+            throw new ArgumentException(
+                $"{option} {batchSize} at {height}×{width} pixels makes batches of {values} values, more than one array holds ({Array.MaxLength}); lower {option} or the image size.",
+                paramName);
+    }
+
+    /// <summary>
+    /// Checks, once the backbone's layer shapes are known, that <paramref name="batchSize"/> images' maps of each layer
+    /// fit in one array; throws <see cref="ArgumentException"/> naming <see cref="BatchSize"/>.
+    /// </summary>
+    internal static void CheckLayerBatch(int batchSize, IReadOnlyList<LayerShape> shapes, IReadOnlyList<string> layers, int height, int width)
+    {
+        for (int l = 0; l < shapes.Count; l++)
+        {
+            long values = (long)batchSize * shapes[l].Size;
+            if (values > Array.MaxLength)
+                throw new ArgumentException(
+                    $"{nameof(BatchSize)} {batchSize} at {height}×{width} pixels makes batches of layer '{layers[l]}' ({shapes[l]}) of {values} values, " +
+                    $"more than one array holds ({Array.MaxLength}); lower {nameof(BatchSize)} or the image size.", "options");
+        }
+    }
+
     /// <summary>Checks the shared options; throws <see cref="ArgumentException"/> naming <paramref name="paramName"/>.</summary>
     internal void ValidateBackboneOptions(string paramName)
     {
@@ -89,10 +129,12 @@ public abstract class BackboneDetectorOptions : ImageAnomalyDetectorOptions
             throw new ArgumentException($"{nameof(BackbonePath)} must name the backbone's ONNX file, or be null.", paramName);
         if (ImageHeight < 32 || ImageWidth < 32)
             throw new ArgumentException($"{nameof(ImageHeight)} and {nameof(ImageWidth)} must be at least 32 pixels, not {ImageHeight}×{ImageWidth}.", paramName);
+        if (ImageHeight > MaxImageSize || ImageWidth > MaxImageSize)
+            throw new ArgumentException($"{nameof(ImageHeight)} and {nameof(ImageWidth)} must be at most {MaxImageSize} pixels, not {ImageHeight}×{ImageWidth}.", paramName);
         if (!Enum.IsDefined(Device))
             throw new ArgumentException($"{nameof(Device)} {Device} is not a defined {nameof(ComputeDevice)}.", paramName);
-        if (BatchSize < 1)
-            throw new ArgumentException($"{nameof(BatchSize)} must be at least 1, not {BatchSize}.", paramName);
+        CheckBatchSize(BatchSize, nameof(BatchSize), ImageHeight, ImageWidth, paramName);
+        CheckBatchSize(ScoringBatchSize, nameof(ScoringBatchSize), ImageHeight, ImageWidth, paramName);
         if (BackboneThreads < 0)
             throw new ArgumentException($"{nameof(BackboneThreads)} must be 0 (automatic) or positive, not {BackboneThreads}.", paramName);
         var layers = BackboneLayers;

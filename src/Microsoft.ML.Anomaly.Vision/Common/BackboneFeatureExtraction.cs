@@ -98,6 +98,7 @@ internal static class BackboneFeatureExtraction
         CancellationToken cancellationToken)
     {
         IReadOnlyList<LayerShape> shapes = backbone.GetLayerShapes(height, width);
+        BackboneDetectorOptions.CheckLayerBatch(batchSize, shapes, backbone.Layers, height, width);
         var store = new FeatureStore(shapes, precision, memoryLimitBytes);
         try
         {

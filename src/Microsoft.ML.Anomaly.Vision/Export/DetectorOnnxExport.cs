@@ -51,7 +51,7 @@ internal static class DetectorOnnxExport
     /// <summary>The detector as a stand-alone ONNX model (see the class remarks).</summary>
     public static ModelProto BuildFileModel(BackboneAnomalyTransformerBase detector)
     {
-        ModelProto backbone = ModelProto.Parser.ParseFrom(detector.BackboneForExport.EditedModelBytes);
+        ModelProto backbone = ParseBackbone(detector);
         int opset = Math.Max(DefaultOpset(backbone), MinimumFileOpset);
         var graph = new OnnxGraphBuilder(opset, detector.GetType().Name);
         graph.Reserve(InputName);
@@ -115,7 +115,7 @@ internal static class DetectorOnnxExport
         ctx.CheckOpSetVersion(MlNetOpset, name);
         if (ctx is not OnnxContextImpl context)
             throw new NotSupportedException($"{name} exports only through ML.NET's own ONNX converter (mlContext.Model.ConvertToOnnx).");
-        ModelProto backbone = ModelProto.Parser.ParseFrom(detector.BackboneForExport.EditedModelBytes);
+        ModelProto backbone = ParseBackbone(detector);
         if (FixedBatch(backbone) is long fixedBatch and > 0)
             throw new NotSupportedException(
                 $"The backbone takes batches of exactly {fixedBatch} images, but ML.NET's converter declares a free batch size; use ExportToOnnx(path), which keeps it fixed.");
@@ -228,8 +228,15 @@ internal static class DetectorOnnxExport
         return dims is { Count: > 0 } && dims[0].ValueCase == TensorShapeProto.Types.Dimension.ValueOneofCase.DimValue ? dims[0].DimValue : 0;
     }
 
-    private static int DefaultOpset(ModelProto model) =>
-        (int)(model.OpsetImport.FirstOrDefault(o => string.IsNullOrEmpty(o.Domain) || o.Domain == "ai.onnx")?.Version ?? 1);
+    private static int DefaultOpset(ModelProto model) => ImageNetBackbones.DefaultOpset(model);
+
+    /// <summary>The backbone graph the export merges: the detector's edited backbone, raised to the converted opset when it is an earlier ImageNet conversion.</summary>
+    private static ModelProto ParseBackbone(BackboneAnomalyTransformerBase detector)
+    {
+        ModelProto backbone = ModelProto.Parser.ParseFrom(detector.BackboneForExport.EditedModelBytes);
+        ImageNetBackbones.RaiseLegacyOpset(backbone);
+        return backbone;
+    }
 
     /// <summary>Adds one constant to ML.NET's context; returns its name there.</summary>
     private static string AddInitializer(OnnxContext ctx, TensorProto tensor)

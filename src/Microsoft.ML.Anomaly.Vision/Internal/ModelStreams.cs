@@ -12,6 +12,12 @@ namespace Microsoft.ML.Anomaly.Vision.Internal;
 /// by a tool that ignores CRCs) passes it. The SHA-256 below is checked before any byte is used. It detects damage,
 /// not tampering: anyone who can change the bytes can recompute it. It comes with .NET (no extra package) and costs
 /// about 0.2 s per 45 MB ResNet-18 backbone on a busy 2-core machine, on saving and on loading.
+/// <para>A block's payload is hashed where it lies (ML.NET hands every entry over as a seekable stream) before an array
+/// is allocated for it, and its recorded length is checked against what the stream holds and, when the model's
+/// fields record it, against that length: an entry inflated with filler fails with memory bounded by a small buffer
+/// instead of being read whole first. What happens before: ML.NET unpacks each entry the library opens into a file
+/// in its temporary folder (<c>ml_dotnet_*</c> under <c>$TMPDIR</c>), sized by the entry's declared length, before
+/// any byte reaches this code; the library does not control that step.</para>
 /// </remarks>
 internal static class ModelStreams
 {
@@ -22,6 +28,7 @@ internal static class ModelStreams
     public const uint FirstCheckedVersion = 0x00010002;
 
     private const int ChecksumBytes = 32;
+    private const int HashBufferBytes = 1 << 20;
 
     // *** Binary format of a checked block (every stream, and the transformer's own fields, since 1.2) ***
     // long: payload byte count n (0 <= n)
@@ -65,24 +72,75 @@ internal static class ModelStreams
     /// <summary>Reads a checked block and returns its payload once its checksum matches.</summary>
     /// <param name="reader">Positioned at the block.</param>
     /// <param name="name">The stream's name, for messages.</param>
-    /// <exception cref="FormatException">The block is truncated or its checksum does not match (names the stream).</exception>
-    public static byte[] ReadBlock(BinaryReader reader, string name)
+    /// <param name="recordedLength">The payload's length as the model's fields record it, checked before anything is read; null when they do not.</param>
+    /// <exception cref="FormatException">
+    /// The block's length differs from <paramref name="recordedLength"/> or from what follows, the block is truncated, or its
+    /// checksum does not match (names the stream). On a seekable stream the checksum is verified before the payload is read into memory.
+    /// </exception>
+    public static byte[] ReadBlock(BinaryReader reader, string name, long? recordedLength = null)
     {
         ArgumentNullException.ThrowIfNull(reader);
         try
         {
-            byte[] payload = ReadCounted(reader, reader.ReadInt64());
-            byte[] recorded = reader.ReadBytes(ChecksumBytes);
-            if (recorded.Length != ChecksumBytes)
-                throw new EndOfStreamException("the checksum is cut off");
-            if (!SHA256.HashData(payload).AsSpan().SequenceEqual(recorded))
-                throw new DamagedModelStreamException($"Model stream '{name}' is damaged: the SHA-256 of its {payload.Length} bytes does not match the one saved with it.");
+            long length = reader.ReadInt64();
+            if (recordedLength is long recorded && length != recorded)
+                throw new DamagedModelStreamException($"Model stream '{name}' declares {length} bytes but the model's fields record {recorded}; it was not read.");
+            Stream stream = reader.BaseStream;
+            long start = stream.CanSeek ? stream.Position : -1;
+            if (start >= 0)
+            {
+                if (length < 0 || length > Array.MaxLength)
+                    throw new FormatException($"recorded length {length} is not a valid byte count");
+                if (length > stream.Length - start - ChecksumBytes)
+                    throw new EndOfStreamException($"{length} bytes and a checksum are recorded but only {stream.Length - start} bytes follow");
+                CheckHash(HashRange(stream, length), ReadChecksum(reader), name, length);
+                stream.Position = start;
+            }
+            byte[] payload = ReadCounted(reader, length);
+            byte[] saved = ReadChecksum(reader);
+            if (start < 0)
+                CheckHash(SHA256.HashData(payload), saved, name, length);
             return payload;
         }
         catch (Exception ex) when (ex is EndOfStreamException or (FormatException and not DamagedModelStreamException))
         {
             throw new DamagedModelStreamException($"Model stream '{name}' is corrupt: {ex.Message}.", ex);
         }
+    }
+
+    private static byte[] ReadChecksum(BinaryReader reader)
+    {
+        byte[] recorded = reader.ReadBytes(ChecksumBytes);
+        return recorded.Length == ChecksumBytes ? recorded : throw new EndOfStreamException("the checksum is cut off");
+    }
+
+    private static void CheckHash(byte[] computed, byte[] recorded, string name, long length)
+    {
+        if (!computed.AsSpan().SequenceEqual(recorded))
+            throw new DamagedModelStreamException($"Model stream '{name}' is damaged: the SHA-256 of its {length} bytes does not match the one saved with it.");
+    }
+
+    /// <summary>The SHA-256 of the next <paramref name="length"/> bytes of <paramref name="stream"/>, read through a small buffer.</summary>
+    private static byte[] HashRange(Stream stream, long length)
+    {
+        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        byte[] buffer = System.Buffers.ArrayPool<byte>.Shared.Rent((int)Math.Min(HashBufferBytes, Math.Max(length, 1)));
+        try
+        {
+            for (long left = length; left > 0;)
+            {
+                int n = stream.Read(buffer, 0, (int)Math.Min(buffer.Length, left));
+                if (n <= 0)
+                    throw new EndOfStreamException($"{length} bytes are recorded but only {length - left} follow");
+                hash.AppendData(buffer, 0, n);
+                left -= n;
+            }
+        }
+        finally
+        {
+            System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
+        }
+        return hash.GetHashAndReset();
     }
 
     /// <summary>Saves <paramref name="bytes"/> (e.g. an ONNX model) as the stream <paramref name="name"/>.</summary>
@@ -95,9 +153,13 @@ internal static class ModelStreams
     }
 
     /// <summary>Loads the byte blob saved by <see cref="SaveBytes"/> as <paramref name="name"/>.</summary>
-    /// <exception cref="FormatException">The stream is missing, truncated, longer than recorded or damaged (names the stream).</exception>
-    public static byte[] LoadBytes(ModelLoadContext ctx, string name) =>
-        LoadStream(ctx, name, reader => IsChecked(ctx) ? ReadBlock(reader, name) : ReadCounted(reader, reader.ReadInt64()));
+    /// <param name="ctx">The load context.</param>
+    /// <param name="name">The stream's name.</param>
+    /// <param name="recordedLength">The blob's length as the model's fields record it (checked before the blob is read), or null.</param>
+    /// <exception cref="FormatException">The stream is missing, truncated, longer than recorded, of another length than
+    /// <paramref name="recordedLength"/> or damaged (names the stream).</exception>
+    public static byte[] LoadBytes(ModelLoadContext ctx, string name, long? recordedLength = null) =>
+        LoadStream(ctx, name, reader => IsChecked(ctx) ? ReadBlock(reader, name, recordedLength) : ReadCounted(reader, reader.ReadInt64()));
 
     /// <summary>Saves a payload written by <paramref name="write"/> as the stream <paramref name="name"/>.</summary>
     public static void SaveBinary(ModelSaveContext ctx, string name, Action<BinaryWriter> write)

@@ -22,6 +22,9 @@ namespace Microsoft.ML.Anomaly.Vision;
 /// </remarks>
 public sealed class ImageDetectorSweep
 {
+    // The most configurations a random search draws, whatever MaxTrials says.
+    private const long MaxRandomDraws = 1_000_000;
+
     private readonly IHost _host;
     private readonly ImageDetectorSweepOptions _options;
     private readonly int? _contextSeed;
@@ -53,6 +56,11 @@ public sealed class ImageDetectorSweep
         ArgumentNullException.ThrowIfNull(train);
         var clock = Stopwatch.StartNew();
         using IChannel channel = _host.Start("Sweep");
+        if (_options.OutputFolder is string outputFolder)
+            SweepReport.CheckWritable(outputFolder);
+        int stale = ProcessTempFolder.DeleteStale(SweepValidationSet.TemporaryFolderPrefix);
+        if (stale > 0)
+            channel.Info($"Deleted {stale} temporary folder(s) left in {Path.GetTempPath()} by sweeps whose process was killed.");
         CancellationToken cancellation = _options.CancellationToken;
         int seed = _options.Seed ?? _contextSeed ?? 0;
         var trials = PlanTrials(seed);
@@ -196,7 +204,10 @@ public sealed class ImageDetectorSweep
         {
             var random = new DeterministicRandom(DeterministicRandom.Combine(DeterministicRandom.HashString("sweep-search"), (ulong)(uint)seed));
             var seen = new HashSet<string>(StringComparer.Ordinal);
-            for (int attempt = 0; plans.Count < _options.MaxTrials && attempt < _options.MaxTrials * 100; attempt++)
+            // Draws until MaxTrials distinct configurations are found, or MaxTrials × 100 draws (at most MaxRandomDraws)
+            // found no more: a search space smaller than MaxTrials ends the search.
+            long draws = Math.Min((long)_options.MaxTrials * 100, MaxRandomDraws);
+            for (long attempt = 0; plans.Count < _options.MaxTrials && attempt < draws; attempt++)
             {
                 int size = _options.ImageSize.Sample(ref random);
                 TrialPlan plan = _options.SearchSpace[random.NextInt(_options.SearchSpace.Count)].Sample(ref random);

@@ -97,7 +97,7 @@ public sealed class ImageDetectorSweepOptions
     /// <summary>Where TorchSharp training and the backbone run. Default: CUDA when present.</summary>
     public ComputeDevice Device { get; set; } = ComputeDevice.Auto;
 
-    /// <summary>Images per batch for feature extraction and training. Default 32.</summary>
+    /// <summary>Images per batch for feature extraction and training. Default 32; 1 to <see cref="BackboneDetectorOptions.MaxBatchSize"/>.</summary>
     public int BatchSize { get; set; } = 32;
 
     /// <summary>Threads ONNX Runtime uses inside one backbone run; 0 lets it choose.</summary>
@@ -105,7 +105,8 @@ public sealed class ImageDetectorSweepOptions
 
     /// <summary>
     /// Folder for <c>sweep.json</c>, <c>sweep.html</c>, <c>sweep-metric.png</c>, <c>overlays/</c> and <c>best-model.zip</c>;
-    /// null writes nothing. Files are written only when the sweep completes, each through a temporary file and a rename.
+    /// null writes nothing. Files are written only when the sweep completes, each through a temporary file and a rename;
+    /// the folder is created and checked to be writable before the first trial (an <see cref="IOException"/> naming it otherwise).
     /// </summary>
     public string? OutputFolder { get; set; }
 
@@ -141,8 +142,8 @@ public sealed class ImageDetectorSweepOptions
             throw new ArgumentException($"{nameof(InputColumnName)} must be a non-empty column name.", paramName);
         if (string.IsNullOrWhiteSpace(LabelColumnName))
             throw new ArgumentException($"{nameof(LabelColumnName)} must be a non-empty column name.", paramName);
-        if (ImageSize is null || ImageSize.GridValues.Any(s => s < 32))
-            throw new ArgumentException($"{nameof(ImageSize)} must be set, with sizes of at least 32 pixels ({ImageSize}).", paramName);
+        if (ImageSize is null || ImageSize.GridValues.Any(s => s < 32 || s > BackboneDetectorOptions.MaxImageSize))
+            throw new ArgumentException($"{nameof(ImageSize)} must be set, with sizes of 32 to {BackboneDetectorOptions.MaxImageSize} pixels ({ImageSize}).", paramName);
         if (SearchSpace is null || SearchSpace.Count == 0 || SearchSpace.Any(s => s is null))
             throw new ArgumentException($"{nameof(SearchSpace)} must hold at least one detector's search space.", paramName);
         if (!Enum.IsDefined(Strategy))
@@ -160,8 +161,8 @@ public sealed class ImageDetectorSweepOptions
         if (SyntheticAnomalies is null)
             throw new ArgumentException($"{nameof(SyntheticAnomalies)} must be set.", paramName);
         SyntheticAnomalies.Validate(paramName);
-        if (BatchSize < 1)
-            throw new ArgumentException($"{nameof(BatchSize)} must be at least 1, not {BatchSize}.", paramName);
+        int largest = ImageSize.GridValues.Max();
+        BackboneDetectorOptions.CheckBatchSize(BatchSize, nameof(BatchSize), largest, largest, paramName);
         if (BackboneThreads < 0)
             throw new ArgumentException($"{nameof(BackboneThreads)} must be 0 (automatic) or positive, not {BackboneThreads}.", paramName);
         if (OverlayCount < 0)

@@ -21,12 +21,44 @@ internal static class SweepReport
     public const string PlotFile = "sweep-metric.png";
     public const string OverlayFolder = "overlays";
     public const string ModelFile = "best-model.zip";
+    private const string StagingPrefix = ".sweep-staging-";
+
+    /// <summary>
+    /// Checks, before a sweep runs its first trial, that <paramref name="folder"/> can take the report: it is created
+    /// when missing, and a staging folder (as <see cref="Write"/> makes) is created in it and removed.
+    /// </summary>
+    /// <exception cref="IOException">The folder cannot be created or written (names the folder; the cause is the inner exception).</exception>
+    public static void CheckWritable(string folder)
+    {
+        string staging = Path.Combine(folder, StagingPrefix + Guid.NewGuid().ToString("N"));
+        try
+        {
+            Directory.CreateDirectory(folder);
+            Directory.CreateDirectory(staging);
+            File.WriteAllBytes(Path.Combine(staging, JsonFile), []);
+            Directory.Delete(staging, recursive: true);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or NotSupportedException or ArgumentException)
+        {
+            try
+            {
+                if (Directory.Exists(staging))
+                    Directory.Delete(staging, recursive: true);
+            }
+            catch (Exception cleanup) when (cleanup is IOException or UnauthorizedAccessException)
+            {
+            }
+            throw new IOException(
+                $"The sweep's output folder '{Path.GetFullPath(folder)}' cannot be written ({e.Message.TrimEnd('.')}); choose another " +
+                $"{nameof(ImageDetectorSweepOptions.OutputFolder)} or fix its permissions. No trial was run.", e);
+        }
+    }
 
     public static void Write(string folder, SweepResult sweep, SweepValidationSet data, float[]? bestScores, float[]? bestMaps,
         IHostEnvironment env, DataViewSchema inputSchema, int overlayCount, CancellationToken cancellation)
     {
         Directory.CreateDirectory(folder);
-        string staging = Path.Combine(folder, ".sweep-staging-" + Guid.NewGuid().ToString("N"));
+        string staging = Path.Combine(folder, StagingPrefix + Guid.NewGuid().ToString("N"));
         Directory.CreateDirectory(staging);
         try
         {

@@ -9,6 +9,12 @@ namespace Microsoft.ML.Anomaly.Vision.Sweeps;
 /// </summary>
 internal sealed class SweepValidationSet : IDisposable
 {
+    /// <summary>
+    /// Start of the name of the synthetic split's temporary folder in <c>$TMPDIR</c> (<see cref="ProcessTempFolder"/>: a
+    /// killed sweep's folder is deleted when the next sweep starts).
+    /// </summary>
+    public const string TemporaryFolderPrefix = "anomaly-vision-sweep-";
+
     private const string PathColumn = nameof(MvtecImage.ImagePath);
 
     private readonly string? _temporaryFolder;
@@ -75,10 +81,9 @@ internal sealed class SweepValidationSet : IDisposable
         var held = order.Take(heldOut).ToArray();
         var trainRows = order.Skip(heldOut).Order().Select(i => new MvtecImage { ImagePath = paths[i], DefectType = "good" }).ToList();
 
-        string folder = Path.Combine(Path.GetTempPath(), "anomaly-vision-sweep-" + Guid.NewGuid().ToString("N"));
+        string folder = ProcessTempFolder.Create(TemporaryFolderPrefix);
         try
         {
-            Directory.CreateDirectory(folder);
             var rows = new List<MvtecImage>();
             for (int v = 0; v < heldOut; v++)
             {

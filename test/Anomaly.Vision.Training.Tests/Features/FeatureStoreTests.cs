@@ -62,7 +62,7 @@ public sealed class FeatureStoreTests
     }
 
     [TestMethod]
-    public void ImagesPastTheLimitSpillToATemporaryFileDeletedOnDispose()
+    public void ImagesPastTheLimitSpillToATemporaryFileThatLivesNoLongerThanTheStore()
     {
         foreach (var precision in new[] { FeatureStorePrecision.Float32, FeatureStorePrecision.Float16 })
         {
@@ -75,9 +75,17 @@ public sealed class FeatureStoreTests
                 Assert.AreEqual(2, store.InMemoryCount);
                 Assert.AreEqual(3, store.SpilledCount);
                 Assert.IsNotNull(store.SpillFilePath);
-                Assert.IsTrue(File.Exists(store.SpillFilePath));
                 Assert.AreEqual(dir, Path.GetDirectoryName(store.SpillFilePath));
-                Assert.AreEqual(3 * imageBytes, new FileInfo(store.SpillFilePath).Length);
+                if (OperatingSystem.IsWindows())
+                {
+                    Assert.AreEqual(3 * imageBytes, new FileInfo(store.SpillFilePath).Length);
+                }
+                else
+                {
+                    // The name is gone while the store still reads the file: a process killed now leaves nothing behind.
+                    Assert.IsFalse(File.Exists(store.SpillFilePath), "the spill file's name is removed once it is open");
+                    CollectionAssert.AreEqual(Array.Empty<string>(), Directory.GetFileSystemEntries(dir));
+                }
                 AssertReads(store, maps, precision == FeatureStorePrecision.Float32 ? v => v : v => (float)(Half)v);
 
                 string path = store.SpillFilePath;

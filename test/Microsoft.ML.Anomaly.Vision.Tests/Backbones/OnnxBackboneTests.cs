@@ -1,4 +1,5 @@
 using Anomaly.Vision.Training;
+using Microsoft.ML.Anomaly.Vision.Export;
 using Microsoft.ML.Anomaly.Vision.Onnx;
 
 namespace Microsoft.ML.Anomaly.Vision.Tests.Backbones;
@@ -45,6 +46,92 @@ public sealed class OnnxBackboneTests
         Assert.AreEqual(128 * 4 * 4, a[0].Length);
         CollectionAssert.AreEqual(b[0], a[0]);
         CollectionAssert.AreEqual(b[1], a[1]);
+    }
+
+    [TestMethod]
+    [DataRow("initializer")]
+    [DataRow("constant")]
+    [DataRow("subgraph")]
+    [DataRow("sparse-initializer")]
+    [DataRow("function")]
+    public void ExternalDataAnywhereInTheModelIsRefusedBeforeOnnxRuntimeSeesIt(string where)
+    {
+        // A tensor whose data lives in an external file named like a file the application keeps in its working folder.
+        var secret = new TensorProto { Name = "secret", DataType = (int)TensorProto.Types.DataType.Float, DataLocation = TensorProto.Types.DataLocation.External };
+        secret.Dims.Add(1);
+        secret.ExternalData.Add(new StringStringEntryProto { Key = "location", Value = "appsettings.json" });
+        ModelProto model = TinyBackbone();
+        GraphProto graph = model.Graph;
+        NodeProto Constant(string output) => new()
+        {
+            Name = "offset", OpType = "Constant", Output = { output },
+            Attribute = { new AttributeProto { Name = "value", Type = AttributeProto.Types.AttributeType.Tensor, T = secret } },
+        };
+        switch (where)
+        {
+            case "initializer":
+                graph.Initializer.Add(secret);
+                graph.Node.Insert(0, new NodeProto { Name = "shift", OpType = "Add", Input = { "input", "secret" }, Output = { "shifted" } });
+                break;
+            case "constant":
+                graph.Node.Insert(0, Constant("offset"));
+                graph.Node.Insert(1, new NodeProto { Name = "shift", OpType = "Add", Input = { "input", "offset" }, Output = { "shifted" } });
+                break;
+            case "subgraph":
+                var branch = new GraphProto { Name = "then", Node = { Constant("branch_offset") }, Output = { OnnxGraphBuilder.FloatTensorInfo("branch_offset") } };
+                var orElse = new GraphProto { Name = "else", Node = { new NodeProto { OpType = "Identity", Input = { "zero" }, Output = { "else_offset" } } }, Output = { OnnxGraphBuilder.FloatTensorInfo("else_offset") } };
+                graph.Initializer.Add(FloatTensor("zero", [1], 0f));
+                graph.Initializer.Add(new TensorProto { Name = "flag", DataType = (int)TensorProto.Types.DataType.Bool, Int32Data = { 1 } });
+                graph.Node.Insert(0, new NodeProto
+                {
+                    Name = "choose", OpType = "If", Input = { "flag" }, Output = { "offset" },
+                    Attribute =
+                    {
+                        new AttributeProto { Name = "then_branch", Type = AttributeProto.Types.AttributeType.Graph, G = branch },
+                        new AttributeProto { Name = "else_branch", Type = AttributeProto.Types.AttributeType.Graph, G = orElse },
+                    },
+                });
+                graph.Node.Insert(1, new NodeProto { Name = "shift", OpType = "Add", Input = { "input", "offset" }, Output = { "shifted" } });
+                break;
+            case "sparse-initializer":
+                var indices = new TensorProto { Name = "secret_indices", DataType = (int)TensorProto.Types.DataType.Int64, Dims = { 1 }, Int64Data = { 0 } };
+                graph.SparseInitializer.Add(new SparseTensorProto { Values = secret, Indices = indices, Dims = { 1 } });
+                graph.Node.Insert(0, new NodeProto { Name = "shift", OpType = "Add", Input = { "input", "secret" }, Output = { "shifted" } });
+                break;
+            case "function":
+                model.OpsetImport.Add(new OperatorSetIdProto { Domain = "local", Version = 1 });
+                model.Functions.Add(new FunctionProto { Name = "Shift", Domain = "local", Node = { Constant("offset") } });
+                graph.Node.Insert(0, new NodeProto { Name = "shift", OpType = "Add", Input = { "input", "zero" }, Output = { "shifted" } });
+                graph.Initializer.Add(FloatTensor("zero", [1], 0f));
+                break;
+        }
+        byte[] bytes = BackboneTestModels.Serialize(model);
+
+        var error = Assert.ThrowsExactly<ArgumentException>(() => OnnxBackbone.FromBytes(bytes, ["layer1"], preferCuda: false), where);
+        StringAssert.Contains(error.Message, "tensor 'secret'", where);
+        StringAssert.Contains(error.Message, "external data file ('appsettings.json')", where);
+        Assert.IsNull(error.InnerException, $"{where}: refused by the library, not by ONNX Runtime");
+    }
+
+    /// <summary>A one-convolution backbone: input N×3×H×W, 'shifted' = input, 'layer1' = Conv(shifted) with 4 channels.</summary>
+    private static ModelProto TinyBackbone()
+    {
+        var model = new ModelProto { IrVersion = 8, Graph = new GraphProto { Name = "tiny" } };
+        model.OpsetImport.Add(new OperatorSetIdProto { Domain = "", Version = 17 });
+        GraphProto graph = model.Graph;
+        graph.Input.Add(OnnxGraphBuilder.FloatTensorInfo("input", OnnxGraphBuilder.Dim("batch"), OnnxGraphBuilder.Dim(3), OnnxGraphBuilder.Dim("height"), OnnxGraphBuilder.Dim("width")));
+        graph.Initializer.Add(FloatTensor("weight", [4, 3, 1, 1], 0.5f));
+        graph.Node.Add(new NodeProto { Name = "conv", OpType = "Conv", Input = { "shifted", "weight" }, Output = { "layer1" } });
+        graph.Output.Add(OnnxGraphBuilder.FloatTensorInfo("layer1"));
+        return model;
+    }
+
+    private static TensorProto FloatTensor(string name, long[] dims, float value)
+    {
+        var tensor = new TensorProto { Name = name, DataType = (int)TensorProto.Types.DataType.Float };
+        tensor.Dims.AddRange(dims);
+        tensor.FloatData.AddRange(Enumerable.Repeat(value, (int)dims.Aggregate(1L, (a, b) => a * b)));
+        return tensor;
     }
 
     [TestMethod]

@@ -23,23 +23,43 @@ internal static class DetectorFixture
 
     public static IDataView Test(MLContext ml) => ml.Data.LoadMvtecAd(DataRoot, Category, MvtecSplit.Test);
 
-    /// <summary>The estimator of a detector by short name, with few epochs: cfa, dfm-fre, dfm-nll, cflow.</summary>
-    public static IEstimator<ITransformer> Estimator(MLContext ml, string detector) => detector switch
+    /// <summary>
+    /// The estimator of a detector by short name, with few epochs: cfa, dfm-fre, dfm-nll, cflow; on the untrained test
+    /// backbone, or on the library's default (the ImageNet ResNet-18) when <paramref name="defaultBackbone"/> is set.
+    /// </summary>
+    public static IEstimator<ITransformer> Estimator(MLContext ml, string detector, bool defaultBackbone = false) =>
+        Estimator(ml, Options(detector, defaultBackbone));
+
+    /// <summary>The estimator for <paramref name="options"/> (made by <see cref="Options"/>).</summary>
+    public static IEstimator<ITransformer> Estimator(MLContext ml, BackboneDetectorOptions options) => options switch
     {
-        "cfa" => ml.Transforms.DetectCfaAnomalies(new CfaOptions
-        { BackbonePath = BackbonePath, InputColumnName = "ImagePath", ImageHeight = Size, ImageWidth = Size, Epochs = 2, BatchSize = 8 }),
-        "dfm-fre" or "dfm-nll" => ml.Transforms.DetectDfmAnomalies(new DfmOptions
-        {
-            BackbonePath = BackbonePath, InputColumnName = "ImagePath", ImageHeight = Size, ImageWidth = Size, Layer = "layer2",
-            ScoreType = detector == "dfm-fre" ? DfmScoreType.Fre : DfmScoreType.Nll,
-        }),
-        "cflow" => ml.Transforms.DetectCflowAnomalies(new CflowOptions
-        {
-            BackbonePath = BackbonePath, InputColumnName = "ImagePath", ImageHeight = Size, ImageWidth = Size, Epochs = 1,
-            ConditionVectorSize = 16, CouplingBlocks = 2, BatchSize = 8, FiberBatchSize = 16,
-        }),
-        _ => throw new ArgumentException(detector, nameof(detector)),
+        CfaOptions cfa => ml.Transforms.DetectCfaAnomalies(cfa),
+        DfmOptions dfm => ml.Transforms.DetectDfmAnomalies(dfm),
+        CflowOptions cflow => ml.Transforms.DetectCflowAnomalies(cflow),
+        _ => throw new ArgumentException(options.GetType().Name, nameof(options)),
     };
+
+    /// <summary>The options of a detector by short name, as <see cref="Estimator(MLContext, string, bool)"/> uses them.</summary>
+    public static BackboneDetectorOptions Options(string detector, bool defaultBackbone = false)
+    {
+        string? backbonePath = defaultBackbone ? null : BackbonePath;
+        return detector switch
+        {
+            "cfa" => new CfaOptions
+            { BackbonePath = backbonePath, InputColumnName = "ImagePath", ImageHeight = Size, ImageWidth = Size, Epochs = 2, BatchSize = 8 },
+            "dfm-fre" or "dfm-nll" => new DfmOptions
+            {
+                BackbonePath = backbonePath, InputColumnName = "ImagePath", ImageHeight = Size, ImageWidth = Size, Layer = "layer2",
+                ScoreType = detector == "dfm-fre" ? DfmScoreType.Fre : DfmScoreType.Nll,
+            },
+            "cflow" => new CflowOptions
+            {
+                BackbonePath = backbonePath, InputColumnName = "ImagePath", ImageHeight = Size, ImageWidth = Size, Epochs = 1,
+                ConditionVectorSize = 16, CouplingBlocks = 2, BatchSize = 8, FiberBatchSize = 16,
+            },
+            _ => throw new ArgumentException(detector, nameof(detector)),
+        };
+    }
 
     private static (string, string) Create()
     {

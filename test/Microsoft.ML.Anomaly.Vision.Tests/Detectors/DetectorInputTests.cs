@@ -19,6 +19,27 @@ public sealed class DetectorInputTests
     }
 
     [TestMethod]
+    [DataRow("cfa", "BatchSize", int.MaxValue)]
+    [DataRow("dfm-fre", "BatchSize", int.MaxValue)]
+    [DataRow("cflow", "BatchSize", int.MaxValue)]
+    [DataRow("cfa", "ImageHeight", int.MaxValue)]
+    [DataRow("dfm-fre", "ImageWidth", int.MaxValue)]
+    [DataRow("cflow", "ImageHeight", 1 << 20)]
+    [DataRow("cfa", "NumNearestNeighbors", int.MaxValue)]
+    [DataRow("cflow", "CouplingBlocks", int.MaxValue)]
+    [DataRow("cflow", "ConditionVectorSize", int.MaxValue - 3)]
+    public void OversizedNumericOptionsAreRefusedWithTheOptionNamed(string detector, string option, int value)
+    {
+        var ml = new MLContext(seed: 1);
+        var options = DetectorFixture.Options(detector);
+        options.GetType().GetProperty(option)!.SetValue(options, value);
+        var error = Assert.ThrowsExactly<ArgumentException>(() => DetectorFixture.Estimator(ml, options).Fit(DetectorFixture.Train(ml)), $"{detector} {option}");
+        StringAssert.Contains(error.Message, option, detector);
+        StringAssert.Contains(error.Message, value.ToString(System.Globalization.CultureInfo.InvariantCulture), detector);
+        Assert.AreEqual("options", error.ParamName);
+    }
+
+    [TestMethod]
     public void BackboneAndBackbonePathTogetherAreRejectedWithTheOptionNames()
     {
         var ml = new MLContext();

@@ -1,5 +1,6 @@
 using Microsoft.ML.Anomaly.Vision.Export;
 using Microsoft.ML.Anomaly.Vision.Onnx;
+using Microsoft.ML.Anomaly.Vision.Tests.Backbones;
 using Microsoft.ML.Anomaly.Vision.Tests.Detectors;
 using Microsoft.ML.Anomaly.Vision.Tests.TestSupport;
 using Microsoft.ML.Data;
@@ -22,6 +23,63 @@ public sealed class OnnxExportTests
     {
         var ml = new MLContext(seed: 1);
         var model = (BackboneAnomalyTransformerBase)DetectorFixture.Estimator(ml, detector).Fit(DetectorFixture.Train(ml));
+        AssertExportedFileScoresAsTheTransformer(ml, model, detector);
+    }
+
+    [TestMethod]
+    [DataRow("cfa")]
+    [DataRow("dfm-nll")]
+    [DataRow("cflow")]
+    public void ADetectorOnTheDefaultImageNetBackboneExportsAndScoresAsTheTransformer(string detector)
+    {
+        var ml = new MLContext(seed: 1);
+        var model = (BackboneAnomalyTransformerBase)DetectorFixture.Estimator(ml, detector, defaultBackbone: true).Fit(DetectorFixture.Train(ml));
+        Assert.AreEqual(ImageNetBackbones.ResNet18Description, model.BackboneDescription);
+        AssertExportedFileScoresAsTheTransformer(ml, model, detector);
+    }
+
+    [TestMethod]
+    public void AModelSavedWithTheImageNetBackboneAtOpsetEightScoresAsBeforeAndExports()
+    {
+        // Earlier versions wrote the converted ResNet-18 at the package file's opset 8, with BatchNormalization's spatial = 1,
+        // and saved models hold those bytes.
+        ModelProto converted = BackboneTestModels.Parse(ImageNetBackbones.ResNet18().GetOnnxBytes());
+        Assert.AreEqual(ImageNetBackbones.ConvertedOpset, converted.OpsetImport.Single().Version);
+        Assert.IsFalse(converted.Graph.Node.Any(n => n.Attribute.Any(a => a.Name == "spatial")));
+        ModelProto legacy = converted.Clone();
+        legacy.OpsetImport.Single().Version = 8;
+        legacy.IrVersion = 4;
+        foreach (NodeProto node in legacy.Graph.Node.Where(n => n.OpType == "BatchNormalization"))
+            node.Attribute.Add(new AttributeProto { Name = "spatial", Type = AttributeProto.Types.AttributeType.Int, I = 1 });
+        string folder = TestImages.NewDirectory();
+        string legacyPath = Path.Combine(folder, "resnet18-imagenet-opset8.onnx");
+        File.WriteAllBytes(legacyPath, BackboneTestModels.Serialize(legacy));
+
+        var ml = new MLContext(seed: 1);
+        DfmOptions Options(string? backbonePath) => new()
+        {
+            BackbonePath = backbonePath, InputColumnName = "ImagePath", ImageHeight = Size, ImageWidth = Size, Layer = "layer2", ScoreType = DfmScoreType.Fre,
+        };
+        IDataView train = DetectorFixture.Train(ml);
+        using var current = (BackboneAnomalyTransformerBase)ml.Transforms.DetectDfmAnomalies(Options(null)).Fit(train);
+        using var fitted = (BackboneAnomalyTransformerBase)ml.Transforms.DetectDfmAnomalies(Options(legacyPath)).Fit(train);
+        string saved = Path.Combine(folder, "dfm-opset8.zip");
+        ml.Model.Save(fitted, train.Schema, saved);
+        using var loaded = (BackboneAnomalyTransformerBase)ml.Model.Load(saved, out _);
+
+        var now = Scored(ml, current);
+        var before = Scored(ml, loaded);
+        for (int i = 0; i < now.Count; i++)
+            Assert.AreEqual(now[i].Score, before[i].Score, 1e-4f * Math.Abs(now[i].Score), $"score of {Path.GetFileName(now[i].Path)} on the opset-8 backbone");
+        AssertExportedFileScoresAsTheTransformer(ml, loaded, "dfm-fre on the opset-8 ImageNet backbone");
+    }
+
+    /// <summary>
+    /// Exports <paramref name="model"/> over an older file and checks that ONNX Runtime gives the transformer's scores
+    /// and maps for every test image, in batches of one and of four.
+    /// </summary>
+    private static void AssertExportedFileScoresAsTheTransformer(MLContext ml, BackboneAnomalyTransformerBase model, string detector)
+    {
         var expected = Scored(ml, model);
 
         string folder = TestImages.NewDirectory();
@@ -46,12 +104,13 @@ public sealed class OnnxExportTests
     }
 
     [TestMethod]
-    [DataRow("cfa")]
-    [DataRow("cflow")]
-    public void ConvertToOnnxWritesTheDetectorWithItsColumnsAndPredictedLabel(string detector)
+    [DataRow("cfa", false)]
+    [DataRow("cflow", false)]
+    [DataRow("dfm-fre", true)]
+    public void ConvertToOnnxWritesTheDetectorWithItsColumnsAndPredictedLabel(string detector, bool defaultBackbone)
     {
         var ml = new MLContext(seed: 1);
-        var fitted = (BackboneAnomalyTransformerBase)DetectorFixture.Estimator(ml, detector).Fit(DetectorFixture.Train(ml));
+        var fitted = (BackboneAnomalyTransformerBase)DetectorFixture.Estimator(ml, detector, defaultBackbone).Fit(DetectorFixture.Train(ml));
         var expected = Scored(ml, fitted);
         // Halfway between two scores, so that rounding differences cannot move a score across it.
         float[] sorted = [.. expected.Select(r => r.Score).Order()];

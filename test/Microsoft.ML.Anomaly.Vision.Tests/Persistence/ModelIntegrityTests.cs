@@ -34,6 +34,60 @@ public sealed class ModelIntegrityTests
     }
 
     [TestMethod]
+    [DataRow("Backbone.onnx", "the model's fields record")]
+    [DataRow("Cfa.bin", "damaged")]
+    public void AnEntryInflatedWithFillerFailsBeforeItIsReadIntoMemory(string stream, string expected)
+    {
+        // The stream's recorded length says 192 MiB and that much filler follows (a zip entry of a few hundred KiB):
+        // the load must fail before an array of that size is allocated.
+        const long Inflated = 192L << 20;
+        string bomb = CopyWithEntryWritten(SavedCfa.Value.Zip, stream, output =>
+        {
+            output.Write(BitConverter.GetBytes(Inflated));
+            var zeros = new byte[1 << 20];
+            for (long left = Inflated + 32; left > 0; left -= zeros.Length)
+                output.Write(zeros, 0, (int)Math.Min(zeros.Length, left));
+        });
+        long baseline = AllocatedBy(() => new MLContext().Model.Load(SavedCfa.Value.Zip, out _));
+
+        FormatException? error = null;
+        long allocated = AllocatedBy(() => error = LoadError(bomb));
+        StringAssert.Contains(error!.Message, $"'{stream}'");
+        StringAssert.Contains(error.Message, expected);
+        // The backbone is the first stream read; the algorithm's comes after a whole backbone.
+        long bound = (stream == "Backbone.onnx" ? 0 : baseline) + Inflated / 2;
+        Assert.IsLessThan(bound, allocated, $"bytes allocated while loading the inflated model (an undamaged load allocates {baseline})");
+    }
+
+    private static long AllocatedBy(Action action)
+    {
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        action();
+        return GC.GetAllocatedBytesForCurrentThread() - before;
+    }
+
+    /// <summary>Copies <paramref name="zip"/> with one entry's bytes written anew by <paramref name="write"/>, deflated.</summary>
+    private static string CopyWithEntryWritten(string zip, string entryNameEnd, Action<Stream> write)
+    {
+        string copy = Path.Combine(TestImages.NewDirectory(), Path.GetFileName(zip));
+        using ZipArchive source = ZipFile.OpenRead(zip);
+        string target = source.Entries.Single(e => e.FullName.EndsWith(entryNameEnd, StringComparison.Ordinal)).FullName;
+        using ZipArchive destination = ZipFile.Open(copy, ZipArchiveMode.Create);
+        foreach (ZipArchiveEntry entry in source.Entries)
+        {
+            using Stream output = destination.CreateEntry(entry.FullName, CompressionLevel.Fastest).Open();
+            if (entry.FullName == target)
+            {
+                write(output);
+                continue;
+            }
+            using Stream input = entry.Open();
+            input.CopyTo(output);
+        }
+        return copy;
+    }
+
+    [TestMethod]
     public void AFlippedByteInTheTransformersOwnFieldsFailsTheLoad()
     {
         // The input column name is one of the transformer's fields; a flipped letter would silently rename the column.

@@ -118,6 +118,13 @@ public sealed class ImageDetectorSweepTests
             MaxTrials = 3,
         }).Trials.Select(t => t.Description).ToArray();
 
+        // A MaxTrials larger than the space runs every configuration once (MaxTrials × 100 draws once wrapped to a negative count).
+        var small = new DfmSearchSpace { Layer = "layer1", PoolingKernelSize = SearchParameter.Choice(1, 2), VarianceShare = SearchParameter.Choice(0.9f, 0.97f) };
+        string[] all = Run(new MLContext(5), new ImageDetectorSweepOptions { ImageSize = 32, SearchSpace = [small], MaxTrials = int.MaxValue })
+            .Trials.Select(t => t.Description).ToArray();
+        Assert.HasCount(4, all, string.Join("; ", all));
+        Assert.HasCount(4, all.Distinct());
+
         string[] first = Plan(5);
         Assert.HasCount(3, first);
         Assert.HasCount(3, first.Distinct(), "random search draws distinct configurations");
@@ -200,7 +207,86 @@ public sealed class ImageDetectorSweepTests
         Assert.IsTrue(cancellation.IsCancellationRequested, "the sweep was cancelled while the second trial trained");
         Assert.IsLessThan(1.0, sinceCancel.Elapsed.TotalSeconds, "the sweep must stop within a second of the cancellation");
         Assert.IsFalse(Directory.Exists(output) && Directory.EnumerateFileSystemEntries(output).Any(), "a cancelled sweep writes nothing");
-        CollectionAssert.AreEquivalent(temporaryBefore, SweepTemporaryFolders(), "the synthetic validation images are deleted");
+        CollectionAssert.IsSubsetOf(SweepTemporaryFolders(), temporaryBefore, "the synthetic validation images are deleted");
+    }
+
+    [TestMethod]
+    public void AnOutputFolderThatCannotBeWrittenFailsTheSweepBeforeItsFirstTrial()
+    {
+        // A folder below a file can never be created, whoever runs the test (permissions would not stop root).
+        string file = Path.Combine(TestImages.NewDirectory(), "a-file");
+        File.WriteAllText(file, "not a folder");
+        string output = Path.Combine(file, "sweep");
+        var ml = new MLContext(seed: 1);
+        var stages = new List<string>();
+        var sweep = ml.AnomalyDetection.SweepImageDetectors(new ImageDetectorSweepOptions
+        {
+            BackbonePath = DetectorFixture.BackbonePath,
+            InputColumnName = "ImagePath",
+            ImageSize = 32,
+            SearchSpace = [new DfmSearchSpace { Layer = "layer2" }],
+            Strategy = SweepStrategy.Grid,
+            OutputFolder = output,
+            Progress = new SynchronousProgress(p => stages.Add(p.Stage)),
+        });
+        var error = Assert.Throws<IOException>(() => sweep.Fit(DetectorFixture.Train(ml)));
+        StringAssert.Contains(error.Message, output);
+        CollectionAssert.AreEqual(Array.Empty<string>(), stages, "no features were extracted and no trial ran");
+    }
+
+    [TestMethod]
+    [DoNotParallelize]
+    public void TemporaryFoldersOfKilledSweepsAreDeletedWhenTheNextSweepStartsAndLiveOnesAreKept()
+    {
+        // Folders as a sweep names them: the owner's process id and start time (Unix ms), then a guid.
+        long ownStart = new DateTimeOffset(Process.GetCurrentProcess().StartTime.ToUniversalTime()).ToUnixTimeMilliseconds();
+        string Folder(string name)
+        {
+            string path = Path.Combine(Path.GetTempPath(), name);
+            Directory.CreateDirectory(path);
+            File.WriteAllText(Path.Combine(path, "synthetic_000.png"), "left by a sweep");
+            return path;
+        }
+        string noProcess = Folder($"anomaly-vision-sweep-{int.MaxValue}-{ownStart}-{Guid.NewGuid():N}");
+        string reusedId = Folder($"anomaly-vision-sweep-{Environment.ProcessId}-{ownStart - 3_600_000}-{Guid.NewGuid():N}");
+        string live = Folder($"anomaly-vision-sweep-{Environment.ProcessId}-{ownStart}-{Guid.NewGuid():N}");
+        string unnamed = Folder($"anomaly-vision-sweep-{Guid.NewGuid():N}");
+        try
+        {
+            var ml = new MLContext(seed: 1);
+            var sweep = ml.AnomalyDetection.SweepImageDetectors(new ImageDetectorSweepOptions
+            {
+                BackbonePath = DetectorFixture.BackbonePath,
+                InputColumnName = "ImagePath",
+                ImageSize = 32,
+                SearchSpace = [new DfmSearchSpace { Layer = "layer2" }],
+            });
+            // Two images are too few for the synthetic split: the sweep stops once it has started.
+            IDataView twoImages = ml.Data.TakeRows(DetectorFixture.Train(ml), 2);
+            var error = Assert.Throws<ArgumentException>(() => sweep.Fit(twoImages));
+            StringAssert.Contains(error.Message, "at least 4");
+
+            Assert.IsFalse(Directory.Exists(noProcess), "the folder of a process that no longer exists is deleted");
+            Assert.IsFalse(Directory.Exists(reusedId), "the folder of an earlier process with a reused id is deleted");
+            Assert.IsTrue(Directory.Exists(live), "the folder of a live process is kept");
+            Assert.IsTrue(Directory.Exists(unnamed), "a folder without an owner in its name is kept");
+        }
+        finally
+        {
+            foreach (string folder in new[] { noProcess, reusedId, live, unnamed })
+                if (Directory.Exists(folder))
+                    Directory.Delete(folder, recursive: true);
+        }
+    }
+
+    [TestMethod]
+    public void ABatchSizeTooLargeForOneArrayIsRefusedWithTheOptionNamed()
+    {
+        var ml = new MLContext(seed: 1);
+        var options = new ImageDetectorSweepOptions { BackbonePath = DetectorFixture.BackbonePath, InputColumnName = "ImagePath", BatchSize = int.MaxValue };
+        var error = Assert.Throws<ArgumentException>(() => ml.AnomalyDetection.SweepImageDetectors(options).Fit(DetectorFixture.Train(ml)));
+        StringAssert.Contains(error.Message, "BatchSize");
+        StringAssert.Contains(error.Message, "2147483647");
     }
 
     private const int TrainCount = 12;
