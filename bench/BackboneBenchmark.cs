@@ -1,3 +1,4 @@
+using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
 using Microsoft.ML.Anomaly.Vision;
@@ -18,7 +19,14 @@ internal static class BackboneBenchmark
     private const int Rounds = 3;
     private static readonly string[] Layers = { "layer1", "layer2", "layer3" };
 
-    public static int Run(string[] args)
+    public static Command Command()
+    {
+        var command = new Command("backbone", "Backbone throughput against this machine's GEMM floor.");
+        command.SetAction(_ => Run());
+        return command;
+    }
+
+    private static int Run()
     {
         var ci = CultureInfo.InvariantCulture;
         var create = Stopwatch.StartNew();

@@ -1,3 +1,4 @@
+using System.CommandLine;
 using System.Diagnostics;
 using Anomaly.Vision.Training;
 
@@ -12,12 +13,19 @@ using Anomaly.Vision.Training;
 /// </summary>
 internal static class CfaBenchmark
 {
-    public static int Run(string[] args)
+    public static Command Command()
     {
-        int size = args.Length > 0 ? int.Parse(args[0]) : 128;
-        int images = args.Length > 1 ? int.Parse(args[1]) : 60;
-        int epochs = args.Length > 2 ? int.Parse(args[2]) : 3;
-        int batch = args.Length > 3 ? int.Parse(args[3]) : 32;
+        var size = new Argument<int>("image-size") { Description = "Input size in pixels.", DefaultValueFactory = _ => 128 };
+        var images = new Argument<int>("images") { Description = "Training images.", DefaultValueFactory = _ => 60 };
+        var epochs = new Argument<int>("epochs") { Description = "Training epochs.", DefaultValueFactory = _ => 3 };
+        var batch = new Argument<int>("batch") { Description = "Batch size.", DefaultValueFactory = _ => 32 };
+        var command = new Command("cfa", "CFA training: fused CPU kernels against LibTorch.") { size, images, epochs, batch };
+        command.SetAction(r => Run(r.GetValue(size), r.GetValue(images), r.GetValue(epochs), r.GetValue(batch)));
+        return command;
+    }
+
+    private static int Run(int size, int images, int epochs, int batch)
+    {
         LayerShape[] layers = { new(64, size / 4, size / 4), new(128, size / 8, size / 8), new(256, size / 16, size / 16) };
         var source = new InMemoryFeatureSource(layers);
         var random = new Random(0);

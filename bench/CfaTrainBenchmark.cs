@@ -1,3 +1,4 @@
+using System.CommandLine;
 using System.Diagnostics;
 using Anomaly.Vision.Training;
 using Microsoft.ML;
@@ -29,25 +30,21 @@ internal static class CfaTrainBenchmark
 {
     private static readonly string[] CfaLayers = ["layer1", "layer2", "layer3"];
 
-    public static int Run(string[] args)
+    public static Command Command()
     {
-        int size = 256, trainImages = 16, epochs = 3, scoreImages = 16, pngSize = 900;
-        string? imageFolder = null;
-        for (int i = 0; i + 1 < args.Length; i += 2)
-        {
-            switch (args[i])
-            {
-                case "--size": size = int.Parse(args[i + 1]); break;
-                case "--train-images": trainImages = int.Parse(args[i + 1]); break;
-                case "--epochs": epochs = int.Parse(args[i + 1]); break;
-                case "--score-images": scoreImages = int.Parse(args[i + 1]); break;
-                case "--png-size": pngSize = int.Parse(args[i + 1]); break;
-                case "--images": imageFolder = args[i + 1]; break;
-                default:
-                    Console.Error.WriteLine($"unknown option {args[i]}");
-                    return 1;
-            }
-        }
+        var size = new Option<int>("--size") { Description = "Input size in pixels.", DefaultValueFactory = _ => 256 };
+        var trainImages = new Option<int>("--train-images") { Description = "Training images.", DefaultValueFactory = _ => 16 };
+        var epochs = new Option<int>("--epochs") { Description = "Training epochs (at least 2).", DefaultValueFactory = _ => 3 };
+        var scoreImages = new Option<int>("--score-images") { Description = "Images to score.", DefaultValueFactory = _ => 16 };
+        var pngSize = new Option<int>("--png-size") { Description = "Size of the synthetic PNGs.", DefaultValueFactory = _ => 900 };
+        var images = new Option<string?>("--images") { Description = "A folder of PNGs. Default: synthetic PNGs." };
+        var command = new Command("cfa-train", "CFA training epoch and scoring against the GEMM floor.") { size, trainImages, epochs, scoreImages, pngSize, images };
+        command.SetAction(r => Run(r.GetValue(size), r.GetValue(trainImages), r.GetValue(epochs), r.GetValue(scoreImages), r.GetValue(pngSize), r.GetValue(images)));
+        return command;
+    }
+
+    private static int Run(int size, int trainImages, int epochs, int scoreImages, int pngSize, string? imageFolder)
+    {
         if (epochs < 2)
         {
             Console.Error.WriteLine("--epochs must be at least 2 (the first epoch also warms up).");

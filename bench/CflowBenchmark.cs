@@ -1,3 +1,4 @@
+using System.CommandLine;
 using System.Diagnostics;
 using Anomaly.Vision.Training;
 
@@ -11,15 +12,25 @@ using Anomaly.Vision.Training;
 /// </summary>
 internal static class CflowBenchmark
 {
-    public static int Run(string[] args)
+    public static Command Command()
     {
-        var device = args.Length > 0 && args[0].Equals("cuda", StringComparison.OrdinalIgnoreCase) ? ComputeDevice.Cuda : ComputeDevice.Cpu;
-        int batch = args.Length > 1 ? int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture) : 8;
-        int epochs = args.Length > 2 ? int.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture) : 3;
+        var device = new Argument<string>("device") { Description = "cpu or cuda.", DefaultValueFactory = _ => "cpu" };
+        device.AcceptOnlyFromAmong(StringComparer.OrdinalIgnoreCase, "cpu", "cuda");
+        var batch = new Argument<int>("inference-batch") { Description = "Inference batch (0: skip inference).", DefaultValueFactory = _ => 8 };
+        var epochs = new Argument<int>("training-epochs") { Description = "Training epochs (0: skip training).", DefaultValueFactory = _ => 3 };
+        var threads = new Argument<int?>("torch-threads") { Description = "TorchSharp threads. Default: TorchSharp's." };
+        var trainingSize = new Argument<int>("training-size") { Description = "Training input size, 128 or 256.", DefaultValueFactory = _ => 128 };
+        var command = new Command("cflow", "CFlow decoder inference and training speed.") { device, batch, epochs, threads, trainingSize };
+        command.SetAction(r => Run(string.Equals(r.GetValue(device), "cuda", StringComparison.OrdinalIgnoreCase) ? ComputeDevice.Cuda : ComputeDevice.Cpu, r.GetValue(batch), r.GetValue(epochs),
+            r.GetValue(threads), r.GetValue(trainingSize)));
+        return command;
+    }
+
+    private static int Run(ComputeDevice device, int batch, int epochs, int? threads, int trainingSize)
+    {
         TorchRuntime.EnsureAvailable();
-        if (args.Length > 3)
-            TorchSharp.torch.set_num_threads(int.Parse(args[3], System.Globalization.CultureInfo.InvariantCulture));
-        int trainingSize = args.Length > 4 ? int.Parse(args[4], System.Globalization.CultureInfo.InvariantCulture) : 128;
+        if (threads is int count)
+            TorchSharp.torch.set_num_threads(count);
         Console.WriteLine($"device {device}, torch threads {TorchSharp.torch.get_num_threads()}, inference batch {batch}");
 
         // Inference, 256×256 input: layer2 128×32×32, layer3 256×16×16, layer4 512×8×8.

@@ -1,3 +1,4 @@
+using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
 using Anomaly.Vision.Training;
@@ -12,18 +13,22 @@ using Microsoft.ML.Anomaly.Vision;
 /// </summary>
 internal static class CflowMapBenchmark
 {
-    public static int Run(string[] args)
+    public static Command Command()
     {
-        if (args.Length < 2)
-        {
-            Console.WriteLine("usage: cflow-map <MVTec root> <category> [image size] [epochs]");
-            return 1;
-        }
-        int size = args.Length > 2 ? int.Parse(args[2], CultureInfo.InvariantCulture) : 256;
-        int epochs = args.Length > 3 ? int.Parse(args[3], CultureInfo.InvariantCulture) : 1;
+        var root = new Argument<string>("mvtec-root") { Description = "The MVTec AD root folder." };
+        var category = new Argument<string>("category") { Description = "The category folder." };
+        var size = new Argument<int>("image-size") { Description = "Input size in pixels.", DefaultValueFactory = _ => 256 };
+        var epochs = new Argument<int>("epochs") { Description = "Training epochs.", DefaultValueFactory = _ => 1 };
+        var command = new Command("cflow-map", "CFlow's anomaly map normalisation on a real category.") { root, category, size, epochs };
+        command.SetAction(r => Run(r.GetValue(root)!, r.GetValue(category)!, r.GetValue(size), r.GetValue(epochs)));
+        return command;
+    }
+
+    private static int Run(string root, string category, int size, int epochs)
+    {
         var ml = new MLContext(seed: 0);
-        var train = ml.Data.LoadMvtecAd(args[0], args[1], MvtecSplit.Train);
-        var test = ml.Data.LoadMvtecAd(args[0], args[1], MvtecSplit.Test);
+        var train = ml.Data.LoadMvtecAd(root, category, MvtecSplit.Train);
+        var test = ml.Data.LoadMvtecAd(root, category, MvtecSplit.Test);
         var clock = Stopwatch.StartNew();
         var options = new CflowOptions
         {
@@ -32,7 +37,7 @@ internal static class CflowMapBenchmark
                 (double.IsNaN(p.Loss) ? "" : $" loss {p.Loss:F4}"))),
         };
         using var model = ml.Transforms.DetectCflowAnomalies(options).Fit(train);
-        Console.WriteLine($"{args[1]}, {size} px, {epochs} epochs: fitted in {clock.Elapsed.TotalSeconds:F1} s; references " +
+        Console.WriteLine($"{category}, {size} px, {epochs} epochs: fitted in {clock.Elapsed.TotalSeconds:F1} s; references " +
                           string.Join(", ", model.Model.LogLikelihoodReferences!.Select(r => r.ToString("F3", CultureInfo.InvariantCulture))));
         var references = model.Model.LogLikelihoodReferences;
         var fixedReference = ml.AnomalyDetection.EvaluateImageAnomalies(ml.Data.Cache(model.Transform(test)));

@@ -1,3 +1,4 @@
+using System.CommandLine;
 using System.Diagnostics;
 using Anomaly.Vision.Training;
 using Microsoft.ML;
@@ -16,24 +17,21 @@ internal static class DfmBenchmark
 {
     private const string Layer = "layer3";
 
-    public static int Run(string[] args)
+    public static Command Command()
     {
-        int size = 256, trainImages = 64, scoreImages = 32, pngSize = 900;
-        string? imageFolder = null;
-        var scoreType = DfmScoreType.Fre;
-        for (int i = 0; i + 1 < args.Length; i += 2)
-        {
-            switch (args[i])
-            {
-                case "--size": size = int.Parse(args[i + 1]); break;
-                case "--train-images": trainImages = int.Parse(args[i + 1]); break;
-                case "--score-images": scoreImages = int.Parse(args[i + 1]); break;
-                case "--png-size": pngSize = int.Parse(args[i + 1]); break;
-                case "--images": imageFolder = args[i + 1]; break;
-                case "--score-type": scoreType = Enum.Parse<DfmScoreType>(args[i + 1], ignoreCase: true); break;
-                default: Console.Error.WriteLine($"unknown option {args[i]}"); return 2;
-            }
-        }
+        var size = new Option<int>("--size") { Description = "Input size in pixels.", DefaultValueFactory = _ => 256 };
+        var trainImages = new Option<int>("--train-images") { Description = "Training images.", DefaultValueFactory = _ => 64 };
+        var scoreImages = new Option<int>("--score-images") { Description = "Images to score.", DefaultValueFactory = _ => 32 };
+        var pngSize = new Option<int>("--png-size") { Description = "Size of the synthetic PNGs.", DefaultValueFactory = _ => 900 };
+        var images = new Option<string?>("--images") { Description = "A folder of PNGs. Default: synthetic PNGs." };
+        var scoreType = new Option<DfmScoreType>("--score-type") { Description = "fre or nll.", DefaultValueFactory = _ => DfmScoreType.Fre };
+        var command = new Command("dfm", "DFM fit and scoring stage by stage.") { size, trainImages, scoreImages, pngSize, images, scoreType };
+        command.SetAction(r => Run(r.GetValue(size), r.GetValue(trainImages), r.GetValue(scoreImages), r.GetValue(pngSize), r.GetValue(images), r.GetValue(scoreType)));
+        return command;
+    }
+
+    private static int Run(int size, int trainImages, int scoreImages, int pngSize, string? imageFolder, DfmScoreType scoreType)
+    {
 
         string folder = Path.Combine(Path.GetTempPath(), $"dfm-bench-{Environment.ProcessId}");
         Directory.CreateDirectory(folder);

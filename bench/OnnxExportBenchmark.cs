@@ -1,3 +1,4 @@
+using System.CommandLine;
 using System.Diagnostics;
 using Microsoft.ML;
 using Microsoft.ML.Anomaly.Vision;
@@ -13,11 +14,18 @@ using Microsoft.ML.OnnxRuntime;
 /// </summary>
 internal static class OnnxExportBenchmark
 {
-    public static int Run(string[] args)
+    public static Command Command()
     {
-        int size = args.Length > 0 ? int.Parse(args[0], System.Globalization.CultureInfo.InvariantCulture) : 256;
-        int testImages = args.Length > 1 ? int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture) : 8;
-        string[] only = args.Length > 2 ? args[2].Split(',') : [];
+        var size = new Argument<int>("image-size") { Description = "Input size in pixels.", DefaultValueFactory = _ => 256 };
+        var testImages = new Argument<int>("test-images") { Description = "Test images to score.", DefaultValueFactory = _ => 8 };
+        var detectors = new Argument<string?>("detectors") { Description = "Comma-separated cfa, dfm, cflow. Default: all." };
+        var command = new Command("onnx", "Exported ONNX models against the transformers.") { size, testImages, detectors };
+        command.SetAction(r => Run(r.GetValue(size), r.GetValue(testImages), r.GetValue(detectors)?.Split(',') ?? []));
+        return command;
+    }
+
+    private static int Run(int size, int testImages, string[] only)
+    {
         string folder = Directory.CreateTempSubdirectory("anomaly-vision-onnx-bench").FullName;
         try
         {

@@ -1,16 +1,17 @@
-// Benchmarks: dotnet run -c Release --project bench -- <name>. Each prints its figures as ratios
-// measured side by side in one run, its last line a key=value result.
-switch (args.FirstOrDefault())
+// Benchmarks: dotnet run -c Release --project bench -- <name> [arguments] (--help lists them). Each prints its figures as
+// ratios measured side by side in one run, its last line a key=value result.
+using System.CommandLine;
+using AnomalyVision.Samples;
+
+var root = new RootCommand("Anomaly.Vision benchmarks.")
 {
-    case "backbone": return BackboneBenchmark.Run(args[1..]);
-    case "scorer": return ScorerBenchmark.Run(args[1..]);
-    case "cfa": return CfaBenchmark.Run(args[1..]);
-    case "cfa-train": return CfaTrainBenchmark.Run(args[1..]);
-    case "cflow": return CflowBenchmark.Run(args[1..]);
-    case "dfm": return DfmBenchmark.Run(args[1..]);
-    case "cflow-map": return CflowMapBenchmark.Run(args[1..]);
-    case "onnx": return OnnxExportBenchmark.Run(args[1..]);
-    default:
-        Console.WriteLine("usage: dotnet run -c Release --project bench -- backbone|scorer|cfa|cfa-train|cflow|cflow-map|dfm|onnx");
-        return 1;
+    BackboneBenchmark.Command(), ScorerBenchmark.Command(), CfaBenchmark.Command(), CfaTrainBenchmark.Command(),
+    CflowBenchmark.Command(), DfmBenchmark.Command(), CflowMapBenchmark.Command(), OnnxExportBenchmark.Command(),
+};
+ParseResult parsed = root.Parse(args);
+if (parsed.Errors.Count > 0)
+{
+    parsed.Invoke();
+    return CommandLineParsing.UsageErrorExitCode;
 }
+return parsed.Invoke();

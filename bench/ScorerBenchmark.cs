@@ -1,3 +1,4 @@
+using System.CommandLine;
 using System.Diagnostics;
 using System.Runtime.Intrinsics;
 using Google.Protobuf;
@@ -16,27 +17,22 @@ using Microsoft.ML.OnnxRuntime;
 /// </summary>
 internal static class ScorerBenchmark
 {
-    public static int Run(string[] args)
+    public static Command Command()
     {
-        int patches = 4096, bankSize = 4096, channels = 448, k = 3, reps = 9, depth = MemoryBankScorer.DefaultDepthBlock;
-        bool use512 = Vector512.IsHardwareAccelerated;
-        for (int i = 0; i + 1 < args.Length; i += 2)
-        {
-            int value = int.Parse(args[i + 1], System.Globalization.CultureInfo.InvariantCulture);
-            switch (args[i])
-            {
-                case "--patches": patches = value; break;
-                case "--bank": bankSize = value; break;
-                case "--channels": channels = value; break;
-                case "--k": k = value; break;
-                case "--reps": reps = value; break;
-                case "--vector": use512 = value == 512; break;
-                case "--depth": depth = value; break;
-                default:
-                    Console.Error.WriteLine($"unknown option {args[i]}");
-                    return 1;
-            }
-        }
+        var patches = new Option<int>("--patches") { Description = "Patches scored.", DefaultValueFactory = _ => 4096 };
+        var bank = new Option<int>("--bank") { Description = "Memory bank entries.", DefaultValueFactory = _ => 4096 };
+        var channels = new Option<int>("--channels") { Description = "Channels.", DefaultValueFactory = _ => 448 };
+        var k = new Option<int>("--k") { Description = "Nearest neighbours.", DefaultValueFactory = _ => 3 };
+        var reps = new Option<int>("--reps") { Description = "Repetitions.", DefaultValueFactory = _ => 9 };
+        var vector = new Option<int>("--vector") { Description = "Vector width, 256 or 512. Default: 512 where accelerated.", DefaultValueFactory = _ => Vector512.IsHardwareAccelerated ? 512 : 256 };
+        var depth = new Option<int>("--depth") { Description = "Depth block.", DefaultValueFactory = _ => MemoryBankScorer.DefaultDepthBlock };
+        var command = new Command("scorer", "Memory-bank scoring against ONNX Runtime.") { patches, bank, channels, k, reps, vector, depth };
+        command.SetAction(r => Run(r.GetValue(patches), r.GetValue(bank), r.GetValue(channels), r.GetValue(k), r.GetValue(reps), r.GetValue(vector) == 512, r.GetValue(depth)));
+        return command;
+    }
+
+    private static int Run(int patches, int bankSize, int channels, int k, int reps, bool use512, int depth)
+    {
 
         var rng = new Random(42);
         float[] features = RandomArray(rng, patches * channels);

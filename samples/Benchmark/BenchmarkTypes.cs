@@ -1,8 +1,10 @@
+using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
 using System.Net;
 using System.Text;
 using System.Text.Json;
+using AnomalyVision.Samples;
 using Microsoft.ML.Anomaly.Vision;
 
 namespace AnomalyVision.Samples.Benchmark;
@@ -11,54 +13,49 @@ namespace AnomalyVision.Samples.Benchmark;
 internal sealed record BenchmarkSettings(string DataRoot, IReadOnlyList<string> Categories, IReadOnlyList<string> Runs, string? BackbonePath,
     string OutputFolder, int ImageSize, int CfaEpochs, int CflowEpochs)
 {
-    private const string Usage =
-        "usage: Benchmark --data <MVTec root> [--categories bottle,...] [--algorithms cfa,dfm,cflow] [--backbone <model.onnx>]\n" +
-        "                 [--image-size 256] [--cfa-epochs 30] [--cflow-epochs 50] [--out <folder>]";
-
-    public static BenchmarkSettings? Parse(string[] args)
+    /// <summary>Parses the command line; <see langword="null"/> after --help or a usage error, with the exit code to return.</summary>
+    public static BenchmarkSettings? Parse(string[] args, out int exitCode)
     {
-        var values = new Dictionary<string, string>();
-        for (int i = 0; i < args.Length; i++)
+        var data = new Option<string>("--data") { Description = "The MVTec AD root folder (one folder per category).", Required = true };
+        data.Validators.Add(r =>
         {
-            if (!args[i].StartsWith("--", StringComparison.Ordinal) || i + 1 >= args.Length)
-                return Fail(args[i] is "--help" or "-h" ? "" : $"unexpected argument '{args[i]}'");
-            values[args[i][2..]] = args[++i];
-        }
-        string[] known = ["data", "categories", "algorithms", "backbone", "image-size", "cfa-epochs", "cflow-epochs", "out"];
-        if (values.Keys.FirstOrDefault(k => !known.Contains(k)) is string unknown)
-            return Fail($"unknown option --{unknown}");
-        if (!values.TryGetValue("data", out string? root) || !Directory.Exists(root))
-            return Fail("--data must name an MVTec AD root folder (one folder per category)");
-        string[] categories = values.TryGetValue("categories", out string? list)
-            ? Split(list)
+            if (r.GetValueOrDefault<string>() is string root && !Directory.Exists(root))
+                r.AddError($"--data must name an MVTec AD root folder (one folder per category); '{root}' does not exist.");
+        });
+        var categories = new Option<string?>("--categories") { Description = "Comma-separated categories. Default: every folder under --data with train/good." };
+        var algorithms = new Option<string>("--algorithms") { Description = "Which detectors, comma-separated (DFM runs with its FRE and NLL scores).", DefaultValueFactory = _ => "cfa,dfm,cflow" }
+            .ListOf("cfa", "dfm", "cflow");
+        var backbone = new Option<string?>("--backbone") { Description = "Your backbone (model.onnx). Default: the ImageNet ResNet-18." };
+        var imageSize = new Option<int>("--image-size") { Description = "Input size of the detectors in pixels.", DefaultValueFactory = _ => 256 }.AtLeast(32);
+        var cfaEpochs = new Option<int>("--cfa-epochs") { Description = "CFA's training epochs.", DefaultValueFactory = _ => 30 }.AtLeast(1);
+        var cflowEpochs = new Option<int>("--cflow-epochs") { Description = "CFlow's training epochs.", DefaultValueFactory = _ => 50 }.AtLeast(1);
+        var output = new Option<string>("--out") { Description = "The output folder.", DefaultValueFactory = _ => Path.Combine("artifacts", "benchmark") };
+        var command = new RootCommand("Trains and evaluates CFA, DFM and CFlow on MVTec AD categories at anomalib's published settings.")
+        {
+            data, categories, algorithms, backbone, imageSize, cfaEpochs, cflowEpochs, output,
+        };
+        if (CommandLineParsing.Parse(command, args, out exitCode) is not { } parsed)
+            return null;
+        string root = parsed.GetValue(data)!;
+        string[] categoryNames = parsed.GetValue(categories) is string list
+            ? CommandLineParsing.SplitList(list)
             : Directory.GetDirectories(root).Where(d => Directory.Exists(Path.Combine(d, "train", "good"))).Select(d => Path.GetFileName(d)!).Order(StringComparer.Ordinal).ToArray();
-        if (categories.Length == 0)
-            return Fail($"no category folders with train/good under {root}");
-        string[] algorithms = Split(values.GetValueOrDefault("algorithms") ?? "cfa,dfm,cflow");
-        if (algorithms.Length == 0 || algorithms.Any(a => a is not ("cfa" or "dfm" or "cflow")))
-            return Fail("--algorithms takes a comma-separated list of cfa, dfm, cflow");
+        if (categoryNames.Length == 0)
+        {
+            Console.Error.WriteLine($"no category folders with train/good under {root}");
+            exitCode = CommandLineParsing.UsageErrorExitCode;
+            return null;
+        }
         // DFM runs with both of its scores.
-        string[] runs = algorithms.SelectMany(a => a == "dfm" ? new[] { "dfm-fre", "dfm-nll" } : [a]).ToArray();
-        return new BenchmarkSettings(root, categories, runs, values.GetValueOrDefault("backbone"),
-            values.GetValueOrDefault("out") ?? Path.Combine("artifacts", "benchmark"),
-            Int(values, "image-size", 256), Int(values, "cfa-epochs", 30), Int(values, "cflow-epochs", 50));
+        string[] runs = CommandLineParsing.SplitList(parsed.GetValue(algorithms)!).SelectMany(a => a == "dfm" ? new[] { "dfm-fre", "dfm-nll" } : [a]).ToArray();
+        return new BenchmarkSettings(root, categoryNames, runs, parsed.GetValue(backbone), parsed.GetValue(output)!,
+            parsed.GetValue(imageSize), parsed.GetValue(cfaEpochs), parsed.GetValue(cflowEpochs));
     }
 
     /// <summary>A one-line description for the reports.</summary>
     public string Describe() => string.Create(CultureInfo.InvariantCulture,
         $"{ImageSize}×{ImageSize} px, backbone {(BackbonePath is null ? "ImageNet ResNet-18 (Microsoft.ML.DnnImageFeaturizer.ResNet18)" : Path.GetFileName(BackbonePath))}, " +
         $"CFA {CfaEpochs} epochs, CFlow {CflowEpochs} epochs (fixed; no early stopping on test metrics), DFM FRE and NLL scores");
-
-    private static string[] Split(string list) => list.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
-
-    private static int Int(Dictionary<string, string> values, string key, int fallback) =>
-        values.TryGetValue(key, out string? text) ? int.Parse(text, CultureInfo.InvariantCulture) : fallback;
-
-    private static BenchmarkSettings? Fail(string message)
-    {
-        Console.Error.WriteLine(message.Length > 0 ? $"{message}\n{Usage}" : Usage);
-        return null;
-    }
 }
 
 /// <summary>What one run (category, algorithm) measured.</summary>

@@ -13,9 +13,9 @@ using Microsoft.ML;
 using Microsoft.ML.Anomaly.Vision;
 using Spectre.Console;
 
-var settings = BenchmarkSettings.Parse(args);
+var settings = BenchmarkSettings.Parse(args, out int usageExitCode);
 if (settings is null)
-    return 2;
+    return usageExitCode;
 Directory.CreateDirectory(settings.OutputFolder);
 var mlContext = new MLContext(seed: 0);
 var results = new List<BenchmarkResult>();

@@ -15,9 +15,9 @@ using Microsoft.ML.Data;
 using Quickstart;
 using Spectre.Console;
 
-var settings = QuickstartSettings.Parse(args);
+var settings = QuickstartSettings.Parse(args, out int usageExitCode);
 if (settings is null)
-    return 2;
+    return usageExitCode;
 
 Directory.CreateDirectory(settings.OutputFolder);
 var mlContext = new MLContext(seed: 0);

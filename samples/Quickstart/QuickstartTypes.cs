@@ -1,4 +1,5 @@
-using System.Globalization;
+using System.CommandLine;
+using AnomalyVision.Samples;
 using Microsoft.ML.Anomaly.Vision;
 
 namespace Quickstart;
@@ -11,61 +12,42 @@ internal sealed record QuickstartSettings(string? DataRoot, string Category, str
     public const int CflowQuickEpochs = 3;
 
     /// <summary>Input size of the detectors here: 128 pixels keeps CFA's 30 training epochs within the quickstart's budget on a CPU.</summary>
-    private const string DefaultImageSize = "128";
+    private const int DefaultImageSize = 128;
 
-    private const string Usage =
-        "usage: Quickstart [--data <MVTec root> --category <name>] [--backbone <model.onnx|checkpoint.pth|.safetensors> | --untrained]\n" +
-        "                  [--out <folder>] [--image-size <pixels>] [--epochs <n>] [--algorithms cfa,dfm,cflow]";
-
-    public static QuickstartSettings? Parse(string[] args)
+    /// <summary>Parses the command line; <see langword="null"/> after --help or a usage error, with the exit code to return.</summary>
+    public static QuickstartSettings? Parse(string[] args, out int exitCode)
     {
-        var values = new Dictionary<string, string>();
-        bool untrained = false;
-        for (int i = 0; i < args.Length; i++)
+        var data = new Option<string?>("--data") { Description = "An MVTec AD root folder (needs --category). Default: a generated synthetic set." };
+        var category = new Option<string?>("--category") { Description = $"The category folder under --data. Default: {SyntheticDefectSet.Washer} (synthetic)." };
+        var backbone = new Option<string?>("--backbone") { Description = "Your backbone: model.onnx, checkpoint.pth or checkpoint.safetensors. Default: the ImageNet ResNet-18." };
+        var untrained = new Option<bool>("--untrained") { Description = "A ResNet-18 with random weights instead of the ImageNet one, for comparison." };
+        var output = new Option<string>("--out") { Description = "The output folder.", DefaultValueFactory = _ => Path.Combine("artifacts", "quickstart") };
+        var imageSize = new Option<int>("--image-size") { Description = "Input size of the detectors in pixels.", DefaultValueFactory = _ => DefaultImageSize }.AtLeast(32);
+        var epochs = new Option<int?>("--epochs") { Description = $"Training epochs of CFA and CFlow. Default: CFA's own (30), CFlow {CflowQuickEpochs}." }.AtLeast(1);
+        var algorithms = new Option<string>("--algorithms") { Description = "Which detectors, comma-separated.", DefaultValueFactory = _ => "cfa,dfm,cflow" }
+            .ListOf("cfa", "dfm", "cflow");
+        var command = new RootCommand("Trains CFA, DFM and CFlow on good parts, scores a test set, evaluates, saves, reloads, and writes pictures and a report.")
         {
-            if (args[i] == "--untrained")
-            {
-                untrained = true;
-                continue;
-            }
-            if (!args[i].StartsWith("--", StringComparison.Ordinal) || i + 1 >= args.Length)
-            {
-                Console.Error.WriteLine(args[i] is "--help" or "-h" ? Usage : $"unexpected argument '{args[i]}'\n{Usage}");
-                return null;
-            }
-            values[args[i][2..]] = args[++i];
-        }
-        string[] known = ["data", "category", "backbone", "out", "image-size", "epochs", "algorithms"];
-        if (values.Keys.FirstOrDefault(k => !known.Contains(k)) is string unknown)
+            data, category, backbone, untrained, output, imageSize, epochs, algorithms,
+        };
+        command.Validators.Add(r =>
         {
-            Console.Error.WriteLine($"unknown option --{unknown}\n{Usage}");
+            if (r.GetResult(data) is not null && r.GetResult(category) is null)
+                r.AddError("--data needs --category (an MVTec category folder name).");
+            if (r.GetValue(untrained) && r.GetResult(backbone) is not null)
+                r.AddError("--untrained and --backbone exclude each other.");
+        });
+        if (CommandLineParsing.Parse(command, args, out exitCode) is not { } parsed)
             return null;
-        }
-        if (values.ContainsKey("data") && !values.ContainsKey("category"))
-        {
-            Console.Error.WriteLine($"--data needs --category (an MVTec category folder name)\n{Usage}");
-            return null;
-        }
-        if (untrained && values.ContainsKey("backbone"))
-        {
-            Console.Error.WriteLine($"--untrained and --backbone exclude each other\n{Usage}");
-            return null;
-        }
-        string[] algorithms = (values.GetValueOrDefault("algorithms") ?? "cfa,dfm,cflow").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
-        if (algorithms.Length == 0 || algorithms.Any(a => a is not ("cfa" or "dfm" or "cflow")))
-        {
-            Console.Error.WriteLine($"--algorithms takes a comma-separated list of cfa, dfm, cflow\n{Usage}");
-            return null;
-        }
         return new QuickstartSettings(
-            values.GetValueOrDefault("data"),
-            values.GetValueOrDefault("category") ?? SyntheticDefectSet.Washer,
-            values.GetValueOrDefault("backbone"),
-            untrained,
-            values.GetValueOrDefault("out") ?? Path.Combine("artifacts", "quickstart"),
-            int.Parse(values.GetValueOrDefault("image-size") ?? DefaultImageSize, CultureInfo.InvariantCulture),
-            values.TryGetValue("epochs", out string? epochs) ? int.Parse(epochs, CultureInfo.InvariantCulture) : null,
-            algorithms);
+            parsed.GetValue(data),
+            parsed.GetValue(category) ?? SyntheticDefectSet.Washer,
+            parsed.GetValue(backbone),
+            parsed.GetValue(untrained),
+            parsed.GetValue(output)!,
+            parsed.GetValue(imageSize),
+            parsed.GetValue(epochs),
+            CommandLineParsing.SplitList(parsed.GetValue(algorithms)!));
     }
 }
 

@@ -6,14 +6,16 @@
 //
 // --test-report also scores every trial on the real test split (after the choice) and prints how well the synthetic
 // validation metric ranked the trials: the chosen, best and median trial on the test set and the Spearman correlation.
+using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
+using AnomalyVision.Samples;
 using Microsoft.ML;
 using Microsoft.ML.Anomaly.Vision;
 
-var settings = SweepSettings.Parse(args);
+var settings = SweepSettings.Parse(args, out int usageExitCode);
 if (settings is null)
-    return 2;
+    return usageExitCode;
 
 var ml = new MLContext(seed: settings.Seed);
 string dataRoot = settings.DataRoot ?? Path.Combine(settings.OutputFolder, "data");
@@ -142,32 +144,29 @@ internal sealed class ConsoleProgress : IProgress<SweepProgress>
 internal sealed record SweepSettings(string? DataRoot, string Category, string? BackbonePath, string OutputFolder, int ImageSize,
     int Trials, TimeSpan? Budget, int Seed, bool TestReport)
 {
-    public static SweepSettings? Parse(string[] args)
+    /// <summary>Parses the command line; <see langword="null"/> after --help or a usage error, with the exit code to return.</summary>
+    public static SweepSettings? Parse(string[] args, out int exitCode)
     {
-        var s = new SweepSettings(null, SyntheticDefectSet.Washer, null, Path.Combine("artifacts", "sweep"), 96, 12, null, 0, false);
-        for (int i = 0; i < args.Length; i++)
+        var data = new Option<string?>("--data") { Description = "An MVTec AD root folder. Default: a generated synthetic set." };
+        var category = new Option<string>("--category") { Description = "The category folder.", DefaultValueFactory = _ => SyntheticDefectSet.Washer };
+        var backbone = new Option<string?>("--backbone") { Description = "Your backbone (model.onnx). Default: the ImageNet ResNet-18." };
+        var output = new Option<string>("--out") { Description = "The output folder.", DefaultValueFactory = _ => Path.Combine("artifacts", "sweep") };
+        var imageSize = new Option<int>("--image-size") { Description = "Input size of the detectors in pixels.", DefaultValueFactory = _ => 96 }.AtLeast(32);
+        var trials = new Option<int>("--trials") { Description = "How many trials at most.", DefaultValueFactory = _ => 12 }.AtLeast(1);
+        var budget = new Option<double?>("--budget-minutes") { Description = "A time budget for the sweep. Default: none." }.AtLeast(0.0);
+        var seed = new Option<int>("--seed") { Description = "The seed of the MLContext and the sweep.", DefaultValueFactory = _ => 0 };
+        var testReport = new Option<bool>("--test-report") { Description = "Also score every trial on the real test split and report how well validation ranked them." };
+        var command = new RootCommand("Sweeps DFM, CFA and CFlow settings, validated on synthetic defects, and keeps the best.")
         {
-            string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value.");
-            switch (args[i])
-            {
-                case "--data": s = s with { DataRoot = Next() }; break;
-                case "--category": s = s with { Category = Next() }; break;
-                case "--backbone": s = s with { BackbonePath = Next() }; break;
-                case "--out": s = s with { OutputFolder = Next() }; break;
-                case "--image-size": s = s with { ImageSize = int.Parse(Next(), CultureInfo.InvariantCulture) }; break;
-                case "--trials": s = s with { Trials = int.Parse(Next(), CultureInfo.InvariantCulture) }; break;
-                case "--budget-minutes": s = s with { Budget = TimeSpan.FromMinutes(double.Parse(Next(), CultureInfo.InvariantCulture)) }; break;
-                case "--seed": s = s with { Seed = int.Parse(Next(), CultureInfo.InvariantCulture) }; break;
-                case "--test-report": s = s with { TestReport = true }; break;
-                default:
-                    Console.Error.WriteLine(
-                        "usage: Sweep [--data <MVTec root> --category <name>] [--backbone <model.onnx>] [--out <folder>] [--image-size <px>] " +
-                        "[--trials <n>] [--budget-minutes <m>] [--seed <n>] [--test-report]");
-                    return null;
-            }
-        }
-        if (s.DataRoot is not null && s.Category == SyntheticDefectSet.Washer)
-            Console.Error.WriteLine("--data given without --category: using 'washer'.");
-        return s;
+            data, category, backbone, output, imageSize, trials, budget, seed, testReport,
+        };
+        if (CommandLineParsing.Parse(command, args, out exitCode) is not { } parsed)
+            return null;
+        var settings = new SweepSettings(parsed.GetValue(data), parsed.GetValue(category)!, parsed.GetValue(backbone), parsed.GetValue(output)!,
+            parsed.GetValue(imageSize), parsed.GetValue(trials), parsed.GetValue(budget) is double minutes ? TimeSpan.FromMinutes(minutes) : null,
+            parsed.GetValue(seed), parsed.GetValue(testReport));
+        if (settings.DataRoot is not null && parsed.GetResult(category) is null)
+            Console.Error.WriteLine($"--data given without --category: using '{SyntheticDefectSet.Washer}'.");
+        return settings;
     }
 }

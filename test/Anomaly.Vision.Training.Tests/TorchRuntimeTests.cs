@@ -42,6 +42,43 @@ public sealed class TorchRuntimeTests
     }
 
     [TestMethod]
+    public void UnpatchedNativeLibraryIsDiagnosedFromTheLoadersMessage()
+    {
+        if (!OperatingSystem.IsLinux())
+            Assert.Inconclusive("The GLIBCXX requirement concerns the Linux build only.");
+        string[] libstdcxx = ["/usr/lib/x86_64-linux-gnu/libstdc++.so.6", "/lib/x86_64-linux-gnu/libstdc++.so.6"];
+        string? system = libstdcxx.FirstOrDefault(File.Exists);
+        if (system is null || File.ReadAllText(system, System.Text.Encoding.Latin1).Contains("GLIBCXX_3.4.32", StringComparison.Ordinal))
+            Assert.Inconclusive("This system's libstdc++ has GLIBCXX_3.4.32, so the package's unpatched library loads.");
+
+        // The loaded runtime provides libtorch, so the unpatched copy fails on the version requirement alone.
+        TorchRuntime.EnsureAvailable();
+        string app = Path.Combine(Path.GetTempPath(), "av-glibcxx-" + Guid.NewGuid().ToString("N"));
+        string native = Path.Combine(app, "runtimes", "linux-x64", "native");
+        Directory.CreateDirectory(native);
+        try
+        {
+            File.Copy(Path.Combine(NuGetPackageRoot(), "torchsharp", "0.107.0", "runtimes", "linux-x64", "native", "libLibTorchSharp.so"),
+                Path.Combine(native, "libLibTorchSharp.so"));
+            File.WriteAllBytes(Path.Combine(native, "libtorch_cpu.so"), []);
+            // What TorchSharp 0.107 throws whatever the loader said: it blames a missing package.
+            var failure = new NotSupportedException(
+                "The libtorch-cpu-linux-x64 package version 2.10.0 is not restored on this system. If using F# Interactive or .NET Interactive " +
+                "you may need to add a reference to this package. This application doesn't contain a reference to libtorch-cpu-linux-x64.");
+
+            string message = TorchRuntime.Describe(failure, app);
+
+            StringAssert.StartsWith(message, "TorchSharp's native library needs a newer libstdc++ (GLIBCXX_3.4.32)");
+            StringAssert.Contains(message, "GLIBCXX_3.4.32' not found");
+            StringAssert.Contains(message, "doesn't contain a reference to libtorch-cpu-linux-x64");
+        }
+        finally
+        {
+            Directory.Delete(app, recursive: true);
+        }
+    }
+
+    [TestMethod]
     public void CpuDeviceIsSelectedWithoutCuda()
     {
         Assert.AreEqual(DeviceType.CPU, TorchRuntime.SelectDevice(ComputeDevice.Cpu).type);

@@ -17,7 +17,7 @@ public static class TorchRuntime
     public static void EnsureAvailable()
     {
         if (LoadFailure.Value is { } failure)
-            throw new TorchRuntimeException(Describe(failure), failure);
+            throw new TorchRuntimeException(Describe(failure, AppContext.BaseDirectory), failure);
     }
 
     /// <summary>True when TorchSharp can use a CUDA device (a CUDA build of TorchSharp on a machine with an NVIDIA GPU).</summary>
@@ -65,31 +65,56 @@ public static class TorchRuntime
         }
     }
 
-    private static string Describe(Exception failure)
+    /// <summary>
+    /// Says why the runtime did not load. TorchSharp reports any failure to load its native library as a missing
+    /// libtorch package, whatever the loader said, so when its native library is present the loader is asked again
+    /// directly and its own message (for example a missing GLIBCXX version) decides the diagnosis.
+    /// </summary>
+    internal static string Describe(Exception failure, string baseDir)
     {
         string details = Flatten(failure);
-        string baseDir = AppContext.BaseDirectory;
-        bool nativePresent = File.Exists(Path.Combine(baseDir, "runtimes", "linux-x64", "native", "libLibTorchSharp.so"))
-            || File.Exists(Path.Combine(baseDir, "libLibTorchSharp.so"))
-            || !OperatingSystem.IsLinux();
+        string? native = new[]
+        {
+            Path.Combine(baseDir, "runtimes", "linux-x64", "native", "libLibTorchSharp.so"),
+            Path.Combine(baseDir, "libLibTorchSharp.so"),
+        }.FirstOrDefault(File.Exists);
+        bool nativePresent = native is not null || !OperatingSystem.IsLinux();
         bool hasLibTorch = Directory.EnumerateFiles(baseDir, "libtorch_cpu.*", SearchOption.AllDirectories).Any()
             || Directory.EnumerateFiles(baseDir, "torch_cpu.dll", SearchOption.AllDirectories).Any();
+        string? loaderMessage = native is null ? null : ProbeLoad(native);
+        if (loaderMessage is not null)
+            details += " --> loading " + native + " directly: " + loaderMessage;
 
         if (details.Contains("GLIBCXX", StringComparison.Ordinal))
         {
             return "TorchSharp's native library needs a newer libstdc++ (GLIBCXX_3.4.32) than this system has " +
-                   "(Debian 12 and Ubuntu 22.04 lack it). Import build/TorchSharpGlibcxx.targets from the Anomaly.Vision " +
-                   "repository into the executable's project, which marks that never-used version requirement weak in the " +
-                   "build and publish output, or install libstdc++ from GCC 13 or newer. Loader message: " + details;
+                   "(Debian 12 and Ubuntu 22.04 lack it). The Anomaly.Vision packages mark that never-used version requirement " +
+                   "weak when an executable is built or published (buildTransitive/TorchSharpGlibcxx.targets); this copy was not " +
+                   "marked: run the application from its own dotnet build or dotnet publish output, do not exclude the packages' " +
+                   "build assets (ExcludeAssets/PrivateAssets buildTransitive), or install libstdc++ from GCC 13 or newer. " +
+                   "Loader message: " + details;
         }
         if (!hasLibTorch || !nativePresent)
         {
-            return "The TorchSharp native runtime was not found next to the application. Add a package reference to " +
-                   "TorchSharp-cpu (or libtorch-cpu-linux-x64 / TorchSharp-cuda-linux for GPUs) to the executable project. " +
-                   "Loader message: " + details;
+            return "The TorchSharp native runtime was not found next to the application. The Anomaly.Vision packages bring " +
+                   "TorchSharp-cpu; a project that excludes it needs a package reference to TorchSharp-cpu (or TorchSharp-cuda-linux " +
+                   "for GPUs) in the executable project. Loader message: " + details;
         }
         return $"The TorchSharp native runtime could not be loaded on {RuntimeInformation.OSDescription} " +
                $"({RuntimeInformation.ProcessArchitecture}). Loader message: " + details;
+    }
+
+    private static string? ProbeLoad(string path)
+    {
+        try
+        {
+            NativeLibrary.Load(path);
+            return null;
+        }
+        catch (Exception e) when (e is DllNotFoundException or BadImageFormatException)
+        {
+            return e.Message;
+        }
     }
 
     private static string Flatten(Exception e)

@@ -2,7 +2,10 @@ using SkiaSharp;
 
 namespace Microsoft.ML.Anomaly.Vision.Reporting;
 
-/// <summary>SkiaSharp helpers shared by the report renderers (SkiaSharp 2.88, the version ML.NET's image support uses).</summary>
+/// <summary>
+/// SkiaSharp helpers shared by the report renderers. Only calls that exist, and are not obsolete, in both SkiaSharp 2.88
+/// (ML.NET 5's image support) and 3.x (ML.NET 6's) are used: text is measured through <see cref="SKFont"/>'s glyphs, never the paint's text settings.
+/// </summary>
 internal static class SkiaDrawing
 {
     private static readonly Lazy<SKTypeface> Typeface = new(ResolveTypeface);
@@ -16,8 +19,9 @@ internal static class SkiaDrawing
     /// <summary>Width of <paramref name="text"/> drawn with <paramref name="font"/>.</summary>
     public static float Measure(SKFont font, string text)
     {
-        using var paint = new SKPaint { Typeface = font.Typeface, TextSize = font.Size };
-        return paint.MeasureText(text);
+        var glyphs = new ushort[font.CountGlyphs(text)];
+        font.GetGlyphs(text, glyphs);
+        return font.MeasureText(glyphs);
     }
 
     /// <summary>Creates an RGBA surface with the given size.</summary>
