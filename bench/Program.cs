@@ -10,7 +10,8 @@ switch (args.FirstOrDefault())
     case "dfm": return DfmBenchmark.Run(args[1..]);
     case "cflow-map": return CflowMapBenchmark.Run(args[1..]);
     case "onnx": return OnnxExportBenchmark.Run(args[1..]);
+    case "service": return await ServiceBenchmark.Run(args[1..]);
     default:
-        Console.WriteLine("usage: dotnet run -c Release --project bench -- backbone|scorer|cfa|cfa-train|cflow|cflow-map|dfm|onnx");
+        Console.WriteLine("usage: dotnet run -c Release --project bench -- backbone|scorer|cfa|cfa-train|cflow|cflow-map|dfm|onnx|service");
         return 1;
 }

@@ -143,7 +143,13 @@ public sealed class InspectionHandler
             string? overlayPng = withMap && overlayPath is not null ? Convert.ToBase64String(await File.ReadAllBytesAsync(Full(overlayPath), CancellationToken.None)) : null;
             return Results.Ok(new InspectionResponse(id, version.Name, version.Sha256, scored.Score, version.Threshold, anomalous, elapsedMs, overlayPng));
         }
-        catch (Exception ex) when (ex is not OperationCanceledException)
+        catch (OperationCanceledException)
+        {
+            // The client went away before its image was scored: nothing of it is kept.
+            DeleteFiles(imagePath, overlayPath);
+            throw;
+        }
+        catch (Exception ex)
         {
             DeleteFiles(imagePath, overlayPath);
             _metrics.Request(version.Name, "failed");

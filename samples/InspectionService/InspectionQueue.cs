@@ -9,14 +9,14 @@ namespace InspectionService;
 public sealed record ScoredImage(float Score, float[]? Map);
 
 /// <summary>
-/// The bounded queue between requests and the detectors, and the worker that empties it.
+/// The bounded queue between requests and the detectors, and the workers that empty it.
 /// </summary>
 /// <remarks>
 /// Design: a prediction engine scores one row at a time, so eight concurrent requests through a pool of engines make
-/// eight backbone runs of one image each; the worker instead takes whatever is queued (up to
+/// eight backbone runs of one image each; a worker instead takes whatever is queued (up to
 /// <see cref="ServiceOptions.MaxBatchSize"/>), groups it by model version, and scores each group with one
 /// <c>Transform</c>, which decodes the group's images in parallel and runs the backbone once on the batch (the load
-/// benchmark measures both ways). The queue holds at most <see cref="ServiceOptions.QueueCapacity"/> images; a request
+/// benchmark measures both ways), with <see cref="ServiceOptions.ScoringWorkers"/> workers at a time. The queue holds at most <see cref="ServiceOptions.QueueCapacity"/> images; a request
 /// that finds it full is refused at once (503), so memory does not grow with the load. Jobs carry their model version,
 /// leased by the request, so a swap mid-queue changes nothing for them. When a batch fails, its images are scored
 /// one by one so that one bad image fails only its own request.
@@ -35,7 +35,7 @@ public sealed class InspectionQueue
         _log = log;
         _channel = Channel.CreateBounded<Job>(new BoundedChannelOptions(_options.QueueCapacity)
         {
-            SingleReader = true,
+            SingleReader = _options.ScoringWorkers == 1,
             FullMode = BoundedChannelFullMode.Wait,
         });
     }
@@ -53,8 +53,16 @@ public sealed class InspectionQueue
         return _channel.Writer.TryWrite(job) ? job.Done.Task : null;
     }
 
-    /// <summary>The worker: scores queued images until <paramref name="stoppingToken"/> is cancelled (<see cref="InspectionQueueWorker"/> runs it).</summary>
+    /// <summary>The workers: score queued images until <paramref name="stoppingToken"/> is cancelled (<see cref="InspectionQueueWorker"/> runs them).</summary>
     public async Task RunAsync(CancellationToken stoppingToken)
+    {
+        await Task.WhenAll(Enumerable.Range(0, _options.ScoringWorkers).Select(_ => Task.Run(() => WorkAsync(stoppingToken), CancellationToken.None)));
+        _channel.Writer.TryComplete();
+        while (_channel.Reader.TryRead(out Job? left))
+            left.Done.TrySetCanceled(stoppingToken);
+    }
+
+    private async Task WorkAsync(CancellationToken stoppingToken)
     {
         var batch = new List<Job>(_options.MaxBatchSize);
         try
@@ -70,15 +78,12 @@ public sealed class InspectionQueue
                         batch.Add(job);
                 }
                 foreach (var group in batch.GroupBy(j => j.Version))
-                    await Task.Run(() => ScoreGroup(group.Key, group.ToList()), CancellationToken.None);
+                    ScoreGroup(group.Key, group.ToList());
             }
         }
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
         {
         }
-        _channel.Writer.TryComplete();
-        while (_channel.Reader.TryRead(out Job? left))
-            left.Done.TrySetCanceled(stoppingToken);
     }
 
     private void ScoreGroup(DetectorVersion version, List<Job> jobs)

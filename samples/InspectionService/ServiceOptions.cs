@@ -28,6 +28,9 @@ public sealed class ServiceOptions
     /// <summary>Queued images of one model scored together in one Transform at most.</summary>
     public int MaxBatchSize { get; set; } = 8;
 
+    /// <summary>Batches scored at once: with two, one batch's single-threaded stretches overlap the other's parallel ones.</summary>
+    public int ScoringWorkers { get; set; } = 2;
+
     /// <summary>Images decoded at once to check them before they are queued (each holds up to 4 × <see cref="MaxImagePixels"/> bytes).</summary>
     public int MaxConcurrentDecodes { get; set; } = Math.Max(2, Environment.ProcessorCount);
 
@@ -51,6 +54,7 @@ public sealed class ServiceOptions
         Positive(MaxImagePixels, nameof(MaxImagePixels));
         Positive(QueueCapacity, nameof(QueueCapacity));
         Positive(MaxBatchSize, nameof(MaxBatchSize));
+        Positive(ScoringWorkers, nameof(ScoringWorkers));
         Positive(MaxConcurrentDecodes, nameof(MaxConcurrentDecodes));
         Positive(RetentionCount, nameof(RetentionCount));
         Positive(ModelPollMilliseconds, nameof(ModelPollMilliseconds));
