@@ -6,7 +6,7 @@ using AnomalyVision.Samples;
 var root = new RootCommand("Anomaly.Vision benchmarks.")
 {
     BackboneBenchmark.Command(), ScorerBenchmark.Command(), CfaBenchmark.Command(), CfaTrainBenchmark.Command(),
-    CflowBenchmark.Command(), DfmBenchmark.Command(), CflowMapBenchmark.Command(), OnnxExportBenchmark.Command(),
+    CflowBenchmark.Command(), DfmBenchmark.Command(), CflowMapBenchmark.Command(), OnnxExportBenchmark.Command(), ServiceBenchmark.Command(),
 };
 ParseResult parsed = root.Parse(args);
 if (parsed.Errors.Count > 0)

@@ -94,6 +94,9 @@ AlgorithmResult Run(string algorithm)
     var rows = mlContext.Data.CreateEnumerable<ScoredImage>(scored, reuseRowObject: false).ToList();
 
     string zip = Path.Combine(settings.OutputFolder, $"{algorithm}.zip");
+    // The F1-optimal threshold on these test images, beside the model: the inspection service's verdicts use it.
+    float threshold = AdaptiveThreshold.Compute(rows.Select(r => r.Score).ToArray(), rows.Select(r => r.Label).ToArray());
+    AtomicFile.WriteAllText(Path.ChangeExtension(zip, ".threshold.json"), JsonSerializer.Serialize(new { threshold }));
     mlContext.Model.SaveAtomically(model, train.Schema, zip);   // a failed save leaves the previous zip intact
     var freshContext = new MLContext();
     ITransformer reloaded = freshContext.Model.Load(zip, out _);
