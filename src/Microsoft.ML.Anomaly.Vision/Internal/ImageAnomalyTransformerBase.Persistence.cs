@@ -9,13 +9,13 @@ public abstract partial class ImageAnomalyTransformerBase
     // Version of the common header below (independent of each detector's VersionInfo).
     // 1: first version (format 1.1: fields in the model stream, names in ML.NET's string table).
     // 2: the fields form one checked block (ModelStreams) with names inline (format 1.2).
-    // 3: adds the image size limit (MaxImagePixels); a version 2 header loads with the default limit.
+    // 3: adds the image size limit (MaxImagePixels) (format 1.3); a version 2 header loads with the default limit.
     private const int HeaderVersion = 3;
     private const int FirstCheckedHeaderVersion = 2;
     private const int LegacyHeaderVersion = 1;
 
     // *** Binary format *** (the transformer's own stream)
-    // format 1.2: a checked block (ModelStreams.WriteBlock) whose payload is the fields below, names as
+    // format 1.2 on: a checked block (ModelStreams.WriteBlock) whose payload is the fields below, names as
     //             byte 1 + length-prefixed UTF-8 (byte 0 for a null name); then the detector's named streams
     // format 1.1: the fields below directly in the stream, names as ids in ML.NET's string table
     // int: header version (HeaderVersion; 1 in format 1.1)
