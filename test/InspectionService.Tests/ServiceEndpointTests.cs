@@ -154,6 +154,8 @@ public sealed class ServiceEndpointTests
         };
 
         await AssertProblemAsync(response, (HttpStatusCode)status, named);
+        StringAssert.DoesNotMatch(await response.Content.ReadAsStringAsync(), new System.Text.RegularExpressions.Regex(System.Text.RegularExpressions.Regex.Escape(_data)),
+            "the problem is refused before anything is stored: the answer names no server path");
         Assert.AreEqual(before, (await _client.GetFromJsonAsync<JsonElement>("/api/inspections?limit=500")).GetArrayLength(), "no history record");
         CollectionAssert.AreEquivalent(filesBefore, Directory.GetFiles(_data, "*", SearchOption.AllDirectories).Where(f => !f.Contains("inspections.db")).ToArray(), "no file");
     }
